@@ -1,0 +1,55 @@
+# Loyalty Offers: `make run` sets everything up and serves; `make test` sets up and passes the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+MEMBERS ?= 5000
+SEED ?= 7
+DATA ?= data/sample
+export OPENBLAS_NUM_THREADS := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run setup data train publish serve test lint bench clean
+
+setup: $(STAMP)
+
+# lightfm 1.17 has no wheel and its setup.py only builds without build isolation, with numpy,
+# scipy and a setuptools older than 70 already present; everything else comes from pyproject.toml.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "setuptools==65.5.0" "wheel==0.48.0" "numpy==2.4.6" "scipy==1.17.1"
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation "lightfm==1.17"
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[dev]"
+	@touch $(STAMP)
+
+data: $(STAMP)
+	@test -f $(DATA)/members.csv || $(VENV)/bin/offers generate --members $(MEMBERS) --seed $(SEED) --out $(DATA)
+
+train: data
+	$(VENV)/bin/offers train --data $(DATA)
+
+publish: $(STAMP)
+	$(VENV)/bin/offers publish
+
+serve: $(STAMP)
+	$(VENV)/bin/offers serve --port $(PORT)
+
+run: $(STAMP)
+	$(VENV)/bin/offers run --data $(DATA) --members $(MEMBERS) --seed $(SEED) --port $(PORT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint
+	bash scripts/ensure-services.sh
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var data/sample .pytest_cache .mypy_cache .ruff_cache benchmarks/results

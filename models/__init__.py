@@ -1,0 +1,1 @@
+"""Model families behind one interface: LightFM hybrid, implicit ALS/BPR, popularity."""

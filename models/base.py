@@ -1,0 +1,179 @@
+"""The one model interface every family honours.
+
+Every family exports member and offer embeddings plus biases, so that
+``score(member, offer) = member_factors[m] @ offer_factors[o] + member_bias[m] + offer_bias[o]``
+for every family alike; ``recommend`` is written once, here, on top of that export. Models never
+know about Redis, HTTP or MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from recsys.errors import ModelError
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What a model learns from: a weighted member x offer matrix and optional side features.
+
+    Rows of ``member_features`` / ``offer_features`` line up with ``member_ids`` / ``offer_ids``.
+    ``member_tiers`` (0 = classic .. 4 = diamond) lets popularity rank within a tier.
+    """
+
+    interactions: sp.csr_matrix  # float32 weights; >0 positive evidence
+    member_ids: npt.NDArray[np.str_]
+    offer_ids: npt.NDArray[np.str_]
+    member_tiers: npt.NDArray[np.int8]
+    member_features: sp.csr_matrix | None = None
+    offer_features: sp.csr_matrix | None = None
+    member_feature_names: tuple[str, ...] = ()
+    offer_feature_names: tuple[str, ...] = ()
+
+    @property
+    def n_members(self) -> int:
+        return int(self.interactions.shape[0])
+
+    @property
+    def n_offers(self) -> int:
+        return int(self.interactions.shape[1])
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Scores as a dot product plus biases; ``informed`` is False where a row carries no signal
+    (a member with neither history nor features) so callers can fall back to popular-in-tier."""
+
+    factors: FloatArray  # (n, d)
+    bias: FloatArray  # (n,)
+    informed: npt.NDArray[np.bool_]  # (n,)
+
+    def __post_init__(self) -> None:
+        n = self.factors.shape[0]
+        if self.bias.shape != (n,) or self.informed.shape != (n,):
+            raise ValueError("factors, bias and informed must have the same number of rows")
+
+
+def top_k(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
+    """Row-wise top-k of a dense score matrix, best first, with argpartition (O(n) per row)."""
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        empty = np.empty((scores.shape[0], 0))
+        return empty.astype(np.int64), empty.astype(np.float32)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    return ids, np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+
+
+class Recommender(ABC):
+    """Base of every model family: fit, export embeddings, recommend in batches, save and load.
+
+    Files are written with ``np.savez`` (``allow_pickle=False``) plus a JSON of parameters; no
+    pickles.
+    """
+
+    family: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}  # every parameter a family takes, with its default
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(sorted(self.defaults))
+            raise ModelError(f"{self.family} takes no parameter {', '.join(unknown)}; expected among {allowed}")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+
+    @abstractmethod
+    def fit(self, data: TrainingSet, *, show_progress: bool = False) -> Self: ...
+
+    @abstractmethod
+    def member_embeddings(
+        self,
+        member_features: sp.csr_matrix | None = None,
+        interactions: sp.csr_matrix | None = None,
+    ) -> Embeddings:
+        """Embeddings of the training members, or of other members described by features and/or
+        history (fold-in) when given; rows follow the given matrices."""
+
+    @abstractmethod
+    def offer_embeddings(self, offer_features: sp.csr_matrix | None = None) -> Embeddings:
+        """Embeddings of the training offers, or of offers described by features (cold offers)."""
+
+    @abstractmethod
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Learned state as named arrays for ``save``."""
+
+    @abstractmethod
+    def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """Inverse of ``_arrays``."""
+
+    def recommend(
+        self,
+        members: IntArray,
+        k: int = 10,
+        exclude: sp.csr_matrix | None = None,
+        member_emb: Embeddings | None = None,
+        offer_emb: Embeddings | None = None,
+        batch_size: int = 4096,
+    ) -> tuple[IntArray, FloatArray]:
+        """Top-k offer indices and scores for each member index, best first.
+
+        ``exclude`` (members x offers, rows indexed like ``members``' source) masks offers the
+        member already has. Scoring is batched matrix products, top-k by argpartition.
+        """
+        m = member_emb or self.member_embeddings()
+        o = offer_emb or self.offer_embeddings()
+        out_ids = np.empty((len(members), min(k, o.factors.shape[0])), dtype=np.int64)
+        out_scores = np.empty(out_ids.shape, dtype=np.float32)
+        for start in range(0, len(members), batch_size):
+            rows = members[start : start + batch_size]
+            scores = m.factors[rows] @ o.factors.T + o.bias[None, :] + m.bias[rows, None]
+            scores = scores.astype(np.float32, copy=False)
+            if exclude is not None:
+                sub = exclude[rows].tocoo()
+                scores[sub.row, sub.col] = -np.inf
+            ids, sc = top_k(scores, k)
+            out_ids[start : start + len(rows)] = ids
+            out_scores[start : start + len(rows)] = sc
+        return out_ids, out_scores
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        np.savez(path / "state.npz", allow_pickle=False, **self._arrays())
+        (path / "params.json").write_text(json.dumps({"family": self.family, "params": self.params}, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        meta = read_meta(path)
+        if meta["family"] != cls.family:
+            raise ModelError(f"{path} holds a {meta['family']} model, not {cls.family}")
+        model = cls(**meta["params"])
+        try:
+            with np.load(path / "state.npz", allow_pickle=False) as npz:
+                model._restore({k: npz[k] for k in npz.files})
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot load the model state in {path}: {exc}") from exc
+        return model
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The family and parameters a saved model was written with."""
+    try:
+        meta = json.loads((path / "params.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"no saved model in {path}: {exc}") from exc
+    if not isinstance(meta, dict) or "family" not in meta or not isinstance(meta.get("params"), dict):
+        raise ModelError(f"{path / 'params.json'} does not describe a model")
+    return meta

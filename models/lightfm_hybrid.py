@@ -1,0 +1,212 @@
+"""LightFM hybrid: members and offers are sums of their feature embeddings, so cold rows embed from features.
+
+Training members and offers carry an identity feature beside their side features; a member with no
+responses, or an offer added after training, is embedded from side features alone. Positive evidence
+becomes LightFM's interactions with the weights (scaled to mean 1, capped) as sample weights; dismissals
+and other non-positive evidence are left out, since LightFM would otherwise treat them as positives that
+must never be sampled as negatives. A row is ``informed`` when some feature it has was trained, that is,
+occurs in a row that had positive evidence. Results repeat for a fixed ``random_state`` with
+``num_threads=1``; with more threads LightFM's lock-free updates race and runs differ slightly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from lightfm import LightFM
+from tqdm import tqdm
+
+from models.base import Embeddings, Recommender, TrainingSet
+from models.implicit_mf import has_positive, least_squares_fold_in
+from recsys.errors import ModelError
+
+LOSSES = ("warp", "bpr", "warp-kos")
+MAX_SAMPLE_WEIGHT = 10.0  # relative to the mean positive weight; keeps SGD steps bounded
+FOLD_IN_REGULARIZATION = 1.0
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _float_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    out = sp.csr_matrix(matrix, dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def _learned(features: sp.csr_matrix, rows: BoolArray) -> BoolArray:
+    """Feature columns present in at least one of ``rows``: the ones training updated."""
+    return np.asarray(features[np.flatnonzero(rows)].getnnz(axis=0) > 0)
+
+
+def _trained_only(features: sp.csr_matrix, learned: BoolArray) -> sp.csr_matrix:
+    """Drop features no positive example trained (a cold offer's identity, which WARP only ever pushed
+    down as a sampled negative) and rescale each row to its original weight, so a row with no history
+    is embedded from its side features alone."""
+    kept = features @ sp.diags(learned.astype(np.float32))
+    before = np.asarray(features.sum(axis=1)).ravel()
+    after = np.asarray(kept.sum(axis=1)).ravel()
+    scale = np.divide(before, after, out=np.zeros_like(before), where=after > 0)
+    return _float_csr(sp.diags(scale.astype(np.float32)) @ kept)
+
+
+def _informed(features: sp.csr_matrix, learned: BoolArray) -> BoolArray:
+    """Rows holding at least one trained feature."""
+    return np.asarray((features != 0).astype(np.float32) @ learned.astype(np.float32) > 0).ravel()
+
+
+class LightFMHybrid(Recommender):
+    family: ClassVar[str] = "lightfm"
+    defaults: ClassVar[dict[str, Any]] = {
+        "loss": "warp",
+        "no_components": 64,
+        "learning_rate": 0.05,
+        "item_alpha": 1e-6,
+        "user_alpha": 1e-6,
+        "epochs": 30,
+        "max_sampled": 10,
+        "random_state": 42,
+        "num_threads": 2,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params["loss"] not in LOSSES:
+            raise ModelError(f"lightfm loss {self.params['loss']!r} is not one of {', '.join(LOSSES)}")
+        self._model: LightFM | None = None
+        self._member_features: sp.csr_matrix | None = None
+        self._offer_features: sp.csr_matrix | None = None
+        self._member_learned: BoolArray | None = None
+        self._offer_learned: BoolArray | None = None
+
+    def _lightfm(self) -> LightFM:
+        return LightFM(
+            no_components=int(self.params["no_components"]),
+            loss=str(self.params["loss"]),
+            learning_rate=float(self.params["learning_rate"]),
+            item_alpha=float(self.params["item_alpha"]),
+            user_alpha=float(self.params["user_alpha"]),
+            max_sampled=int(self.params["max_sampled"]),
+            random_state=self.params["random_state"],
+        )
+
+    def fit(self, data: TrainingSet, *, show_progress: bool = False) -> Self:
+        member_features = _float_csr(
+            data.member_features if data.member_features is not None else sp.identity(data.n_members, format="csr")
+        )
+        offer_features = _float_csr(
+            data.offer_features if data.offer_features is not None else sp.identity(data.n_offers, format="csr")
+        )
+        if member_features.shape[0] != data.n_members or offer_features.shape[0] != data.n_offers:
+            raise ModelError("feature rows do not line up with the interaction matrix")
+        positive = sp.coo_matrix(data.interactions.multiply(data.interactions > 0), dtype=np.float32)
+        positive.eliminate_zeros()
+        if positive.nnz == 0:
+            raise ModelError("lightfm needs at least one positive interaction")
+        interactions = sp.coo_matrix((np.ones(positive.nnz, np.float32), (positive.row, positive.col)), positive.shape)
+        weights = None
+        if self.params["loss"] != "warp-kos":
+            scaled = np.minimum(positive.data / positive.data.mean(), MAX_SAMPLE_WEIGHT).astype(np.float32)
+            weights = sp.coo_matrix((scaled, (positive.row, positive.col)), positive.shape)
+        model = self._lightfm()
+        threads = int(self.params["num_threads"])
+        epochs = tqdm(range(int(self.params["epochs"])), desc="lightfm", unit="epoch", disable=not show_progress)
+        try:
+            for _ in epochs:
+                model.fit_partial(
+                    interactions,
+                    user_features=member_features,
+                    item_features=offer_features,
+                    sample_weight=weights,
+                    epochs=1,
+                    num_threads=threads,
+                )
+        except ValueError as exc:
+            raise ModelError(f"lightfm could not be fitted: {exc}") from exc
+        self._model = model
+        self._member_features, self._offer_features = member_features, offer_features
+        self._member_learned = _learned(member_features, has_positive(data.interactions, axis=1))
+        self._offer_learned = _learned(offer_features, has_positive(data.interactions, axis=0))
+        return self
+
+    def _fitted(self) -> tuple[LightFM, sp.csr_matrix, sp.csr_matrix, BoolArray, BoolArray]:
+        if (
+            self._model is None
+            or self._member_features is None
+            or self._offer_features is None
+            or self._member_learned is None
+            or self._offer_learned is None
+        ):
+            raise ModelError("the lightfm model has not been fitted")
+        return self._model, self._member_features, self._offer_features, self._member_learned, self._offer_learned
+
+    def member_embeddings(
+        self, member_features: sp.csr_matrix | None = None, interactions: sp.csr_matrix | None = None
+    ) -> Embeddings:
+        """Training members; members described by features in the training feature space (new members
+        too); or, given history alone, members folded in by least squares against the offer embeddings."""
+        model, trained_features, _, learned, _ = self._fitted()
+        if member_features is None and interactions is not None:
+            offers = self.offer_embeddings()
+            history = sp.csr_matrix(interactions, dtype=np.float32)
+            folded = least_squares_fold_in(offers.factors, history, FOLD_IN_REGULARIZATION, 1.0)
+            return Embeddings(folded, np.zeros(len(folded), np.float32), has_positive(history, axis=1))
+        features = trained_features if member_features is None else _float_csr(member_features)
+        if features.shape[1] != len(learned):
+            raise ModelError(f"member features have {features.shape[1]} columns, the model {len(learned)}")
+        bias, factors = model.get_user_representations(_trained_only(features, learned))
+        return Embeddings(
+            factors=np.asarray(factors, dtype=np.float32),
+            bias=np.asarray(bias, dtype=np.float32),
+            informed=_informed(features, learned),
+        )
+
+    def offer_embeddings(self, offer_features: sp.csr_matrix | None = None) -> Embeddings:
+        """Training offers, or offers described by features in the training feature space (new offers too)."""
+        model, _, trained_features, _, learned = self._fitted()
+        features = trained_features if offer_features is None else _float_csr(offer_features)
+        if features.shape[1] != len(learned):
+            raise ModelError(f"offer features have {features.shape[1]} columns, the model {len(learned)}")
+        bias, factors = model.get_item_representations(_trained_only(features, learned))
+        return Embeddings(
+            factors=np.asarray(factors, dtype=np.float32),
+            bias=np.asarray(bias, dtype=np.float32),
+            informed=_informed(features, learned),
+        )
+
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        model, member_features, offer_features, member_learned, offer_learned = self._fitted()
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "user_embeddings": model.user_embeddings,
+            "user_biases": model.user_biases,
+            "item_embeddings": model.item_embeddings,
+            "item_biases": model.item_biases,
+            "member_learned": member_learned,
+            "offer_learned": offer_learned,
+        }
+        for name, matrix in (("member_features", member_features), ("offer_features", offer_features)):
+            arrays[f"{name}_data"] = matrix.data
+            arrays[f"{name}_indices"] = matrix.indices
+            arrays[f"{name}_indptr"] = matrix.indptr
+            arrays[f"{name}_shape"] = np.asarray(matrix.shape, dtype=np.int64)
+        return arrays
+
+    def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        def matrix(name: str) -> sp.csr_matrix:
+            parts = (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"])
+            return sp.csr_matrix(parts, shape=tuple(int(x) for x in arrays[f"{name}_shape"]))
+
+        model = self._lightfm()
+        user_embeddings, item_embeddings = arrays["user_embeddings"], arrays["item_embeddings"]
+        model._initialize(user_embeddings.shape[1], item_embeddings.shape[0], user_embeddings.shape[0])
+        model.user_embeddings = user_embeddings.astype(np.float32)
+        model.user_biases = arrays["user_biases"].astype(np.float32)
+        model.item_embeddings = item_embeddings.astype(np.float32)
+        model.item_biases = arrays["item_biases"].astype(np.float32)
+        self._model = model
+        self._member_features = matrix("member_features")
+        self._offer_features = matrix("offer_features")
+        self._member_learned = arrays["member_learned"].astype(np.bool_)
+        self._offer_learned = arrays["offer_learned"].astype(np.bool_)

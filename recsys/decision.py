@@ -1,0 +1,205 @@
+"""The offer decision for one member: the learned ranking, then the member's live rules, then
+business value, then diversity. The same function serves every channel.
+
+Order: hard eligibility (``recsys.rules``) and, from live state in Redis, contact suppression,
+per-member redemption limits and live budgets; the model's candidates within that mask
+(``recsys.ranking``); arbitration ``propensity^1 x value^w_value x lever^w_lever x boosts x rotation``
+where propensity is a scale-free discount of the model's rank (1 / log2(2 + rank), so every family
+arbitrates alike); at most ``max_per_brand`` offers of one brand; on email, at most what the weekly
+cap leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recsys.cache import MemberRecord
+from recsys.catalogue import Catalogue
+from recsys.contacts import ContactPolicy, ContactState, iso_week
+from recsys.errors import ConfigurationError
+from recsys.profiles import EMPTY_PROFILE, MemberProfile
+from recsys.ranking import RankedOffer, explain, rank
+from recsys.rules import eligible, reachable
+from recsys.tiers import QUALIFYING_NIGHTS, Tier
+
+Mask = npt.NDArray[np.bool_]
+
+
+class RankingPolicy(BaseSettings):
+    """Arbitration and diversity, from ``OFFERS_RANKING_*``; every rule has a documented default."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFERS_RANKING_", extra="ignore", frozen=True)
+
+    value_weight: float = Field(0.5, ge=0, description="Exponent of the offer's business value (relative to median).")
+    lever_weight: float = Field(1.0, ge=0, description="Exponent of the campaign lever set in the catalogue.")
+    tier_exclusive_boost: float = Field(
+        1.2, gt=0, description="Multiplier for offers whose minimum tier is the member's."
+    )
+    near_next_tier_share: float = Field(
+        0.8, gt=0, le=1, description="Share of the next tier's qualifying nights that makes a member 'near' it."
+    )
+    near_next_tier_boost: float = Field(
+        1.3, gt=0, description="Multiplier for offers earning nights, for near members."
+    )
+    points_expiring_days: int = Field(60, ge=0, description="Points expiring within this many days count as expiring.")
+    points_expiring_boost: float = Field(1.3, gt=0, description="Multiplier for affordable offers when points expire.")
+    max_per_brand: int = Field(2, ge=1, description="Most offers of one brand in one response.")
+    pool_factor: int = Field(4, ge=1, description="Candidates re-ranked per offer returned.")
+
+
+def load_ranking_policy() -> RankingPolicy:
+    try:
+        return RankingPolicy.model_validate({})
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid ranking policy (OFFERS_RANKING_*): {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    index: int  # offer index in the catalogue
+    score: float  # the decision score
+    model_score: float  # what the model (or popularity) said
+    reasons: tuple[str, ...]
+    details: dict[str, str] = field(default_factory=dict)  # reason code -> what to show (brand, partner, date)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    offers: list[Chosen]
+    suppressed: int  # offers removed by contact policy or limits
+
+
+def live_mask(
+    base: Mask,
+    catalogue: Catalogue,
+    state: ContactState,
+    live_redeemed: Mapping[str, int],  # redemptions recorded since the served version was published
+    policy: ContactPolicy,
+    now: datetime,
+) -> tuple[Mask, int]:
+    """``base`` less what the member's contact state and the live redemption counters rule out."""
+    mask = base.copy()
+    limits = {
+        offer: catalogue.records[catalogue.index[offer]].get("per_member_limit")
+        for offer in state.redeemed
+        if offer in catalogue.index
+    }
+    removed = 0
+    for offer in policy.excluded(state, now, limits):
+        i = catalogue.index.get(offer)
+        if i is not None and mask[i]:
+            mask[i] = False
+            removed += 1
+    for offer, count in live_redeemed.items():  # redemptions since publish, beyond the published ones
+        i = catalogue.index.get(offer)
+        if i is not None and catalogue.limited[i] and catalogue.budget_left[i] - count <= 0:
+            mask[i] = False
+    return mask, removed
+
+
+def _boosts(
+    record: MemberRecord, catalogue: Catalogue, idx: npt.NDArray[np.intp], day: int, p: RankingPolicy
+) -> npt.NDArray[np.float64]:
+    boost = np.ones(len(idx))
+    tier = int(record.tier)
+    boost[(catalogue.min_tier[idx] == tier) & (tier > int(Tier.CLASSIC))] *= p.tier_exclusive_boost
+    if tier < int(Tier.DIAMOND):
+        needed = QUALIFYING_NIGHTS[Tier(tier + 1)]
+        if record.qualifying_nights_ytd >= p.near_next_tier_share * needed:
+            boost[catalogue.earns_qualifying_nights[idx]] *= p.near_next_tier_boost
+    if 0 <= record.points_expiring_day - day <= p.points_expiring_days:
+        cost = catalogue.points_cost[idx]
+        boost[(cost > 0) & (cost <= record.points_balance)] *= p.points_expiring_boost
+    return boost
+
+
+def arbitrate(
+    picks: list[RankedOffer],
+    record: MemberRecord,
+    catalogue: Catalogue,
+    *,
+    day: int,
+    limit: int,
+    policy: RankingPolicy,
+    rotation: Mapping[str, float],
+) -> list[Chosen]:
+    """Re-rank model picks by propensity x value x lever x boosts x rotation, then cap each brand."""
+    if not picks:
+        return []
+    idx = np.fromiter((p.index for p in picks), dtype=np.intp, count=len(picks))
+    propensity = 1.0 / np.log2(2.0 + np.arange(len(picks)))
+    value = catalogue.value[idx].astype(np.float64)
+    median = catalogue.value_median
+    value_term = np.power(np.maximum(value / median, 1e-3), policy.value_weight)
+    lever_term = np.power(np.maximum(catalogue.lever[idx].astype(np.float64), 1e-3), policy.lever_weight)
+    turn = np.array([rotation.get(str(catalogue.offer_ids[i]), 1.0) for i in idx]) if rotation else 1.0
+    final = propensity * value_term * lever_term * _boosts(record, catalogue, idx, day, policy) * turn
+    chosen: list[Chosen] = []
+    per_brand: dict[int, int] = {}
+    brands = catalogue.brand_code[idx].tolist()
+    for j in np.argsort(-final, kind="stable").tolist():
+        brand = brands[j]
+        if per_brand.get(brand, 0) >= policy.max_per_brand:
+            continue
+        per_brand[brand] = per_brand.get(brand, 0) + 1
+        chosen.append(Chosen(picks[j].index, float(final[j]), picks[j].score, picks[j].reasons))
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
+def decide(
+    record: MemberRecord,
+    catalogue: Catalogue,
+    *,
+    channel: str,
+    day: int,
+    now: datetime,
+    limit: int,
+    contacts: ContactState,
+    live_redeemed: Mapping[str, int],
+    contact_policy: ContactPolicy,
+    ranking_policy: RankingPolicy,
+    profile: MemberProfile = EMPTY_PROFILE,
+) -> Decision:
+    """The member's offers for ``channel``: eligibility, live rules, model ranking, value, diversity;
+    each with its reasons (``recsys.ranking.explain``, using the member's ``profile``)."""
+    if not reachable(channel, consent_email=record.consent_email):
+        return Decision([], 0)
+    if channel == "email":
+        limit = min(limit, contact_policy.email_remaining(contacts, iso_week(now)))
+    if limit <= 0:
+        return Decision([], 0)
+    base = eligible(catalogue, tier=record.tier, country=record.country, day=day, channel=channel)
+    mask, removed = live_mask(base, catalogue, contacts, live_redeemed, contact_policy, now)
+    picks = rank(record, catalogue, mask, limit * ranking_policy.pool_factor, day=day, reasons=False)
+    offers = arbitrate(
+        picks,
+        record,
+        catalogue,
+        day=day,
+        limit=limit,
+        policy=ranking_policy,
+        rotation=contact_policy.rotation_weights(contacts, now),
+    )
+    explained = explain(
+        [o.index for o in offers],
+        [o.reasons[0] for o in offers],
+        record,
+        profile,
+        catalogue,
+        day,
+        points_expiring_days=ranking_policy.points_expiring_days,
+        near_next_tier_share=ranking_policy.near_next_tier_share,
+    )
+    offers = [
+        Chosen(o.index, o.score, o.model_score, codes, why) for o, (codes, why) in zip(offers, explained, strict=True)
+    ]
+    return Decision(offers, removed)

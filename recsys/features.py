@@ -1,0 +1,517 @@
+"""Member and offer feature matrices for the hybrid model, and the vocabulary that encodes new rows alike.
+
+Members are described by who they are (tier, home country) and what they do (brands, brand levels and
+top cities they stay in, cuisines they dine on, partners they use and which way they move points, how
+often and how much they spend), weighted with exponential recency decay; offers by brand, brand level,
+category, city, partner and minimum tier. In every row each group of features sums to one and the row is
+then L1-normalised, as LightFM expects. Columns hold the side features first and the identity features
+(one per training member or offer) last, so a new member or offer encodes without any identity.
+Everything is vectorised: one factorize and one sparse build per group.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.dataset import LoyaltyData
+from recsys.errors import DataError
+from recsys.tiers import TIER_LABELS, Tier
+
+StayWeighting = Literal["nights", "spend", "count"]
+
+MEMBER_PREFIX = "member:"
+OFFER_PREFIX = "offer:"
+BRAND_LEVELS = ("economy", "midscale", "upscale", "luxury")
+BAND_LABELS = ("low", "mid", "high", "top")
+BAND_QUANTILES = (0.5, 0.8, 0.95)  # edges between the bands, among members active in the window
+BAND_WINDOW_DAYS = 365
+NO_ACTIVITY = "none"
+ANY_CITY = "any"
+FORMAT_VERSION = 1
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One kind of feature: per entry a row, a value and a weight (rows may repeat; weights add up)."""
+
+    prefix: str
+    rows: IntArray
+    values: pd.Series | npt.NDArray[Any]  # missing or empty values are skipped
+    weights: FloatArray
+    top: int = 0  # keep only the ``top`` heaviest values of each row; 0 keeps all
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """The feature vocabulary learned from the training history, plus what is needed to derive features
+    for rows that come later (brand levels, partner kinds, band edges, decay). JSON-serialisable."""
+
+    member_side: tuple[str, ...]
+    member_ids: tuple[str, ...]
+    offer_side: tuple[str, ...]
+    offer_ids: tuple[str, ...]
+    brand_levels: dict[str, str] = field(default_factory=dict)
+    partner_kinds: dict[str, str] = field(default_factory=dict)
+    frequency_edges: tuple[float, ...] = ()
+    spend_edges: tuple[float, ...] = ()
+    half_life_days: float = 90.0
+    stay_weighting: StayWeighting = "nights"
+    top_cities: int = 3
+
+    @property
+    def member_feature_names(self) -> tuple[str, ...]:
+        return self.member_side + tuple(MEMBER_PREFIX + m for m in self.member_ids)
+
+    @property
+    def offer_feature_names(self) -> tuple[str, ...]:
+        return self.offer_side + tuple(OFFER_PREFIX + o for o in self.offer_ids)
+
+    @property
+    def n_member_features(self) -> int:
+        return len(self.member_side) + len(self.member_ids)
+
+    @property
+    def n_offer_features(self) -> int:
+        return len(self.offer_side) + len(self.offer_ids)
+
+    @cached_property
+    def _member_side_index(self) -> pd.Index:
+        return pd.Index(self.member_side)
+
+    @cached_property
+    def _member_id_index(self) -> pd.Index:
+        return pd.Index(self.member_ids)
+
+    @cached_property
+    def _offer_side_index(self) -> pd.Index:
+        return pd.Index(self.offer_side)
+
+    @cached_property
+    def _offer_id_index(self) -> pd.Index:
+        return pd.Index(self.offer_ids)
+
+    def encode_members(
+        self,
+        members: pd.DataFrame,
+        *,
+        stays: pd.DataFrame | None = None,
+        dining: pd.DataFrame | None = None,
+        partner_activity: pd.DataFrame | None = None,
+        until: pd.Timestamp | None = None,
+        as_of: pd.Timestamp | None = None,
+    ) -> sp.csr_matrix:
+        """Feature rows for ``members`` (any members, known or new) in this space's columns.
+
+        Behaviour counts only before ``until``; recency is measured from ``as_of`` (default: ``until``,
+        else the latest date in the behaviour given). Values this space has not seen are ignored.
+        """
+        groups = member_groups(
+            members,
+            stays=stays,
+            dining=dining,
+            partner_activity=partner_activity,
+            until=until,
+            as_of=as_of,
+            space=self,
+        )
+        return _assemble(
+            groups,
+            n_rows=len(members),
+            side=self._member_side_index,
+            ids=self._member_id_index,
+            row_ids=members["member_id"],
+        )
+
+    def encode_offers(self, offers: pd.DataFrame) -> sp.csr_matrix:
+        """Feature rows for ``offers`` (e.g. one added to the catalogue after training) in this space's columns."""
+        return _assemble(
+            offer_groups(offers, self),
+            n_rows=len(offers),
+            side=self._offer_side_index,
+            ids=self._offer_id_index,
+            row_ids=offers["offer_id"],
+        )
+
+    def to_json(self, *, member_ids: bool = True) -> str:
+        """JSON for the serving bundle. Without ``member_ids`` the text stays small but known members
+        then encode like new ones (no identity column); the column count is kept either way."""
+        doc = {
+            "format": FORMAT_VERSION,
+            "member_side": list(self.member_side),
+            "member_ids": list(self.member_ids) if member_ids else None,
+            "n_member_ids": len(self.member_ids),
+            "offer_side": list(self.offer_side),
+            "offer_ids": list(self.offer_ids),
+            "brand_levels": self.brand_levels,
+            "partner_kinds": self.partner_kinds,
+            "frequency_edges": list(self.frequency_edges),
+            "spend_edges": list(self.spend_edges),
+            "half_life_days": self.half_life_days,
+            "stay_weighting": self.stay_weighting,
+            "top_cities": self.top_cities,
+        }
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpace:
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != FORMAT_VERSION:
+                raise ValueError(f"unsupported format {doc.get('format')!r}")
+            ids = doc["member_ids"]
+            if ids is None:
+                # Keep the width: placeholders that no real id can equal (ids have no control characters).
+                ids = [f"\x00{i}" for i in range(int(doc["n_member_ids"]))]
+            return cls(
+                member_side=tuple(doc["member_side"]),
+                member_ids=tuple(ids),
+                offer_side=tuple(doc["offer_side"]),
+                offer_ids=tuple(doc["offer_ids"]),
+                brand_levels=dict(doc["brand_levels"]),
+                partner_kinds=dict(doc["partner_kinds"]),
+                frequency_edges=tuple(float(x) for x in doc["frequency_edges"]),
+                spend_edges=tuple(float(x) for x in doc["spend_edges"]),
+                half_life_days=float(doc["half_life_days"]),
+                stay_weighting=doc["stay_weighting"],
+                top_cities=int(doc["top_cities"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"not a feature space: {exc}") from exc
+
+
+def fit_features(
+    data: LoyaltyData,
+    *,
+    until: pd.Timestamp | None = None,
+    as_of: pd.Timestamp | None = None,
+    half_life_days: float = 90.0,
+    stay_weighting: StayWeighting = "nights",
+    top_cities: int = 3,
+) -> tuple[FeatureSpace, sp.csr_matrix, sp.csr_matrix]:
+    """Learn the vocabulary from ``data`` (behaviour before ``until`` only) and encode every member and
+    offer in it: ``(space, member_features, offer_features)``, rows in the frames' order."""
+    stays = before(data.stays, "check_in", until)
+    dining = before(data.dining, "date", until)
+    activity = before(data.partner_activity, "date", until)
+    as_of = as_of if as_of is not None else (until if until is not None else latest(stays, dining, activity))
+    draft = FeatureSpace(
+        member_side=(),
+        member_ids=tuple(str(m) for m in data.members["member_id"]),
+        offer_side=(),
+        offer_ids=tuple(str(o) for o in data.offers["offer_id"]),
+        brand_levels=brand_levels(stays),
+        partner_kinds=dict(
+            zip(data.partners["partner_id"].astype(str), data.partners["kind"].astype(str), strict=True)
+        ),
+        half_life_days=half_life_days,
+        stay_weighting=stay_weighting,
+        top_cities=top_cities,
+    )
+    behaviour = _behaviour(data.members, stays, dining, activity, as_of, draft)
+    draft = replace(draft, frequency_edges=_edges(behaviour.stays), spend_edges=_edges(behaviour.spend))
+    m_groups = behaviour.groups + _band_groups(behaviour, draft)
+    o_groups = offer_groups(data.offers, draft)
+    m_built = [_group_matrix(g, len(data.members)) for g in m_groups]
+    o_built = [_group_matrix(g, len(data.offers)) for g in o_groups]
+    space = replace(draft, member_side=_vocabulary(m_built), offer_side=_vocabulary(o_built))
+    members = _stack(
+        m_built, len(data.members), space._member_side_index, space._member_id_index, data.members["member_id"]
+    )
+    offers = _stack(o_built, len(data.offers), space._offer_side_index, space._offer_id_index, data.offers["offer_id"])
+    return space, members, offers
+
+
+def before(frame: pd.DataFrame, column: str, until: pd.Timestamp | None) -> pd.DataFrame:
+    """Rows of ``frame`` strictly before ``until`` (no leakage into a later holdout)."""
+    if until is None or frame.empty:
+        return frame
+    return frame.loc[frame[column] < align(until, frame[column])]
+
+
+def latest(*frames: pd.DataFrame) -> pd.Timestamp | None:
+    """The latest date or timestamp in the frames' date columns, in UTC."""
+    found: list[pd.Timestamp] = []
+    for frame in frames:
+        for column in ("timestamp", "check_in", "date"):
+            if column in frame.columns and len(frame):
+                value = pd.Timestamp(frame[column].max())
+                if not pd.isna(value):
+                    found.append(utc(value))
+    return max(found) if found else None
+
+
+def positions(index: pd.Index, values: pd.Series | pd.Index) -> IntArray:
+    """Position of each value in ``index`` (-1 where absent), looking each distinct value up once."""
+    codes, uniques = pd.factorize(values)
+    found = np.append(index.get_indexer(pd.Index(uniques).astype(str)), -1)  # the extra slot is code -1
+    return found[codes].astype(np.int64)
+
+
+def lookup(values: pd.Series, mapping: Mapping[str, Any], default: Any = None) -> npt.NDArray[Any]:
+    """``mapping`` applied to each value (``default`` where absent or missing), each distinct value once."""
+    codes, uniques = pd.factorize(values)
+    mapped = np.array([*(mapping.get(str(u), default) for u in uniques), default], dtype=object)
+    return mapped[codes]
+
+
+def utc(ts: pd.Timestamp | Any) -> pd.Timestamp:
+    """A timestamp in UTC; naive values are taken as UTC (as the data contract says)."""
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def decay(dates: pd.Series, as_of: pd.Timestamp | None, half_life_days: float) -> FloatArray:
+    """Exponential recency weights: 1 on ``as_of``, 1/2 one half-life before; future dates count as 1."""
+    if as_of is None or dates.empty:
+        return np.ones(len(dates))
+    age = (align(as_of, dates) - dates).dt.total_seconds() / 86400.0
+    days = np.clip(age.to_numpy(dtype=np.float64, na_value=0.0), 0.0, None)
+    return np.asarray(np.exp2(-days / half_life_days), dtype=np.float64)
+
+
+def brand_levels(stays: pd.DataFrame) -> dict[str, str]:
+    """Brand -> level (economy .. luxury) from its revenue per night, ranked into quarters."""
+    if stays.empty:
+        return {}
+    per = stays.groupby("brand", observed=True)[["revenue", "nights"]].sum()
+    rate = (per["revenue"] / per["nights"].where(per["nights"] > 0)).fillna(0.0).sort_values(kind="stable")
+    position = np.arange(len(rate)) * len(BRAND_LEVELS) // max(len(rate), 1)
+    return {str(b): BRAND_LEVELS[int(p)] for b, p in zip(rate.index, position, strict=True)}
+
+
+def member_groups(
+    members: pd.DataFrame,
+    *,
+    stays: pd.DataFrame | None,
+    dining: pd.DataFrame | None,
+    partner_activity: pd.DataFrame | None,
+    until: pd.Timestamp | None,
+    as_of: pd.Timestamp | None,
+    space: FeatureSpace,
+) -> list[_Group]:
+    """Every member feature group, in column order; behaviour frames may hold other members too."""
+    empty = pd.DataFrame()
+    stays = before(stays if stays is not None else empty, "check_in", until)
+    dining = before(dining if dining is not None else empty, "date", until)
+    activity = before(partner_activity if partner_activity is not None else empty, "date", until)
+    if as_of is None:
+        as_of = until if until is not None else latest(stays, dining, activity)
+    behaviour = _behaviour(members, stays, dining, activity, as_of, space)
+    return behaviour.groups + _band_groups(behaviour, space)
+
+
+@dataclass(frozen=True)
+class _Behaviour:
+    groups: list[_Group]  # every member group but the bands
+    stays: FloatArray  # stays per member in the year before as_of
+    spend: FloatArray  # room revenue plus dining spend per member in that year
+
+
+def _behaviour(
+    members: pd.DataFrame,
+    stays: pd.DataFrame,
+    dining: pd.DataFrame,
+    activity: pd.DataFrame,
+    as_of: pd.Timestamp | None,
+    space: FeatureSpace,
+) -> _Behaviour:
+    index = pd.Index(members["member_id"])
+    n = len(members)
+    rows = np.arange(n, dtype=np.int64)
+    ones = np.ones(n)
+    groups = [
+        _Group("tier:", rows, _tier_labels(members["tier"]), ones),
+        _Group("country:", rows, members["home_country"], ones),
+    ]
+    count, spend = np.zeros(n), np.zeros(n)
+    half = space.half_life_days
+    if not stays.empty:
+        s_rows, stays = _rows_of(index, stays)
+        base = {
+            "nights": stays["nights"].to_numpy(dtype=np.float64),
+            "spend": stays["revenue"].to_numpy(dtype=np.float64),
+            "count": np.ones(len(stays)),
+        }[space.stay_weighting]
+        w = base * decay(stays["check_in"], as_of, half)
+        groups += [
+            _Group("brand:", s_rows, stays["brand"], w),
+            _Group("brand_level:", s_rows, lookup(stays["brand"], space.brand_levels), w),
+            _Group("city:", s_rows, stays["city"], w, top=space.top_cities),
+        ]
+        recent = _in_window(stays["check_in"], as_of)
+        count += np.bincount(s_rows[recent], minlength=n)
+        spend += np.bincount(s_rows[recent], weights=stays["revenue"].to_numpy(np.float64)[recent], minlength=n)
+    if not dining.empty:
+        d_rows, dining = _rows_of(index, dining)
+        w = decay(dining["date"], as_of, half)
+        groups.append(_Group("cuisine:", d_rows, dining["cuisine"], w))
+        recent = _in_window(dining["date"], as_of)
+        spend += np.bincount(d_rows[recent], weights=dining["spend"].to_numpy(np.float64)[recent], minlength=n)
+    if not activity.empty:
+        a_rows, activity = _rows_of(index, activity)
+        w = decay(activity["date"], as_of, half)
+        groups += [
+            _Group("partner:", a_rows, activity["partner_id"], w),
+            _Group("partner_kind:", a_rows, lookup(activity["partner_id"], space.partner_kinds), w),
+            _Group("partner_activity:", a_rows, activity["activity"], w),
+        ]
+    return _Behaviour(groups=groups, stays=count, spend=spend)
+
+
+def _band_groups(behaviour: _Behaviour, space: FeatureSpace) -> list[_Group]:
+    rows = np.arange(len(behaviour.stays), dtype=np.int64)
+    ones = np.ones(len(rows))
+    return [
+        _Group("stay_frequency:", rows, _bands(behaviour.stays, space.frequency_edges), ones),
+        _Group("spend:", rows, _bands(behaviour.spend, space.spend_edges), ones),
+    ]
+
+
+def offer_groups(offers: pd.DataFrame, space: FeatureSpace) -> list[_Group]:
+    """Every offer feature group, in column order."""
+    rows = np.arange(len(offers), dtype=np.int64)
+    ones = np.ones(len(offers))
+    city = offers["city"].astype(object)
+    city = city.where(city.notna() & (city.astype(str) != ""), ANY_CITY)
+    return [
+        _Group("brand:", rows, offers["brand"], ones),
+        _Group("brand_level:", rows, lookup(offers["brand"], space.brand_levels), ones),
+        _Group("category:", rows, offers["category"], ones),
+        _Group("city:", rows, city, ones),
+        _Group("partner:", rows, offers["partner_id"], ones),
+        _Group("partner_kind:", rows, lookup(offers["partner_id"], space.partner_kinds), ones),
+        _Group("min_tier:", rows, _tier_labels(offers["min_tier"]), ones),
+    ]
+
+
+def align(ts: pd.Timestamp, column: pd.Series) -> pd.Timestamp:
+    """``ts`` comparable with ``column``: UTC-aware for timestamps, naive UTC for dates."""
+    value = utc(ts)
+    return value if isinstance(column.dtype, pd.DatetimeTZDtype) else value.tz_localize(None)
+
+
+def _rows_of(index: pd.Index, frame: pd.DataFrame) -> tuple[IntArray, pd.DataFrame]:
+    """Row of each entry's member, dropping entries of members not being encoded."""
+    rows = positions(index, frame["member_id"])
+    known = rows >= 0
+    if known.all():
+        return rows.astype(np.int64), frame
+    return rows[known].astype(np.int64), frame.loc[known]
+
+
+def _in_window(dates: pd.Series, as_of: pd.Timestamp | None) -> npt.NDArray[np.bool_]:
+    """Dates in the band window: the year before ``as_of`` (none without an ``as_of``)."""
+    if as_of is None:
+        return np.zeros(len(dates), dtype=np.bool_)
+    start = align(as_of - pd.Timedelta(days=BAND_WINDOW_DAYS), dates)
+    return np.asarray((dates >= start).to_numpy(dtype=np.bool_, na_value=False))
+
+
+def _edges(values: FloatArray) -> tuple[float, ...]:
+    active = values[values > 0]
+    if not len(active):
+        return ()
+    return tuple(float(x) for x in np.quantile(active, BAND_QUANTILES))
+
+
+def _bands(values: FloatArray, edges: Sequence[float]) -> npt.NDArray[Any]:
+    labels = np.array([*BAND_LABELS[: len(edges) + 1], NO_ACTIVITY], dtype=object)
+    position = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+    position = np.where(values > 0, position, len(labels) - 1)
+    return labels[position]
+
+
+def _tier_labels(tiers: pd.Series) -> npt.NDArray[Any]:
+    """Tier labels from int8 tiers (0 = classic) or from tier names."""
+    if pd.api.types.is_numeric_dtype(tiers):
+        labels = np.array(TIER_LABELS, dtype=object)
+        return labels[tiers.to_numpy(dtype=np.int64)]
+    return np.array([Tier.parse(str(t)).label for t in tiers], dtype=object)
+
+
+def _group_matrix(group: _Group, n_rows: int) -> tuple[sp.csr_matrix, list[str]]:
+    """The group as rows x its own values, duplicates summed, top-n kept, each row summing to one."""
+    codes, uniques = pd.factorize(group.values, sort=True)  # missing values get code -1
+    categories = [str(u) for u in uniques]
+    usable = np.array([c != "" for c in categories] + [False], dtype=np.bool_)  # the extra slot is code -1
+    keep = usable[codes] & (group.weights > 0)
+    matrix = sp.csr_matrix(
+        (group.weights[keep], (group.rows[keep], codes[keep])), shape=(n_rows, len(categories)), dtype=np.float64
+    )
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    if group.top:
+        matrix = _keep_top(matrix, group.top)
+    return _normalise_rows(matrix), [group.prefix + str(c) for c in categories]
+
+
+def _keep_top(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    coo = matrix.tocoo()
+    order = np.lexsort((-coo.data, coo.row))
+    row = coo.row[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, row, side="left")
+    kept = order[rank < n]
+    return sp.csr_matrix((coo.data[kept], (coo.row[kept], coo.col[kept])), shape=matrix.shape)
+
+
+def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    matrix.sum_duplicates()
+    sums = np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+    matrix.data *= np.repeat(scale, np.diff(matrix.indptr))
+    return matrix
+
+
+def _vocabulary(built: list[tuple[sp.csr_matrix, list[str]]]) -> tuple[str, ...]:
+    """Names of the values some row actually has, group by group (so no column is never trained)."""
+    names: list[str] = []
+    for matrix, group_names in built:
+        used = np.flatnonzero(matrix.getnnz(axis=0))
+        names.extend(group_names[i] for i in used)
+    return tuple(names)
+
+
+def _stack(
+    built: list[tuple[sp.csr_matrix, list[str]]], n_rows: int, side: pd.Index, ids: pd.Index, row_ids: pd.Series
+) -> sp.csr_matrix:
+    """All groups plus identities in the space's columns; unknown values dropped; rows L1-normalised."""
+    row_parts: list[IntArray] = []
+    col_parts: list[IntArray] = []
+    data_parts: list[FloatArray] = []
+    for matrix, names in built:
+        columns = side.get_indexer(pd.Index(names)) if names else np.empty(0, dtype=np.int64)
+        coo = matrix.tocoo()
+        mapped = columns[coo.col] if len(coo.col) else np.empty(0, dtype=np.int64)
+        ok = mapped >= 0
+        row_parts.append(coo.row[ok].astype(np.int64))
+        col_parts.append(mapped[ok].astype(np.int64))
+        data_parts.append(coo.data[ok])
+    id_cols = positions(ids, row_ids)
+    has_id = id_cols >= 0
+    row_parts.append(np.flatnonzero(has_id).astype(np.int64))
+    col_parts.append(len(side) + id_cols[has_id].astype(np.int64))
+    data_parts.append(np.ones(int(has_id.sum())))
+    matrix = sp.csr_matrix(
+        (np.concatenate(data_parts), (np.concatenate(row_parts), np.concatenate(col_parts))),
+        shape=(n_rows, len(side) + len(ids)),
+        dtype=np.float64,
+    )
+    return sp.csr_matrix(_normalise_rows(matrix), dtype=np.float32)
+
+
+def _assemble(groups: list[_Group], *, n_rows: int, side: pd.Index, ids: pd.Index, row_ids: pd.Series) -> sp.csr_matrix:
+    built = [_group_matrix(g, n_rows) for g in groups]
+    return _stack(built, n_rows, side, ids, row_ids)

@@ -1,0 +1,154 @@
+"""From offer responses to what a model learns: weighted, recency-decayed member x offer evidence.
+
+Each event counts by its kind (a redemption says more than a click; a dismissal counts against),
+decayed by its age, and the evidence for a member and offer is summed. Only history strictly before
+``until`` is used, for the interactions and the behaviour features alike, so a time holdout after
+``until`` never leaks into training.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from datetime import datetime
+from functools import cache
+from typing import Annotated, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.base import TrainingSet
+from recsys.dataset import LoyaltyData
+from recsys.errors import DataError
+from recsys.features import FeatureSpace, align, before, decay, fit_features, latest, lookup, positions, utc
+
+POSITIVE_EVENTS = ("click", "redeem")
+
+
+class InteractionWeights(BaseModel):
+    """How history turns into evidence: configuration, logged with every training run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redeem: float = 5.0
+    click: float = 2.0
+    impression: float = 0.0
+    dismiss: float = -1.0
+    stay_weighting: Literal["nights", "spend", "count"] = "nights"  # how stays weigh in behaviour features
+    half_life_days: Annotated[float, Field(gt=0)] = 90.0  # an event this old counts half
+    top_cities: Annotated[int, Field(ge=1)] = 3  # cities kept per member in the behaviour features
+    as_of: datetime | None = None  # end of history and origin of recency; None: the latest event
+
+    def event_weights(self) -> dict[str, float]:
+        return {"redeem": self.redeem, "click": self.click, "impression": self.impression, "dismiss": self.dismiss}
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand heap memory freed so far back to the operating system. glibc keeps freed blocks for reuse, so
+    the gigabytes of parse buffers a large history frees while loading would add to the peak of what comes
+    next; ``malloc_trim`` returns them (a no-op where the C library has no such call)."""
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is not None:
+        trim(0)
+
+
+def build_training_set(
+    data: LoyaltyData,
+    *,
+    until: pd.Timestamp | None = None,
+    weights: InteractionWeights | None = None,
+    space: FeatureSpace | None = None,
+) -> tuple[TrainingSet, FeatureSpace]:
+    """Rows: every member of ``data.members``; columns: every offer of ``data.offers`` (with or without
+    events). Evidence and behaviour only from before ``until`` (else ``weights.as_of``), decayed from
+    then. With ``space`` the features are encoded in its columns (values it never saw are dropped);
+    without, a new space is learned from this history."""
+    release_freed_memory()
+    weights = weights or InteractionWeights()
+    cutoff = until if until is not None else weights.as_of
+    cutoff_utc = utc(cutoff) if cutoff is not None else None
+    events = before(data.offer_events, "timestamp", cutoff_utc)
+    as_of = cutoff_utc if cutoff_utc is not None else latest(events, data.stays, data.dining, data.partner_activity)
+
+    member_index = pd.Index(data.members["member_id"])
+    offer_index = pd.Index(data.offers["offer_id"])
+    if not (member_index.is_unique and offer_index.is_unique):
+        raise DataError("member and offer ids must be unique to build a training set")
+    rows = positions(member_index, events["member_id"])
+    cols = positions(offer_index, events["offer_id"])
+    kind = lookup(events["event"], weights.event_weights(), default=0.0).astype(np.float64)
+    value = kind * decay(events["timestamp"], as_of, weights.half_life_days)
+    keep = (rows >= 0) & (cols >= 0) & (value != 0)
+    interactions = sp.csr_matrix(
+        (value[keep], (rows[keep], cols[keep])), shape=(len(member_index), len(offer_index)), dtype=np.float64
+    )
+    interactions.sum_duplicates()
+    interactions.data[np.abs(interactions.data) < 1e-9] = 0.0  # a click and a dismissal may cancel out
+    interactions.eliminate_zeros()
+
+    if space is None:
+        space, member_features, offer_features = fit_features(
+            data,
+            until=cutoff_utc,
+            as_of=as_of,
+            half_life_days=weights.half_life_days,
+            stay_weighting=weights.stay_weighting,
+            top_cities=weights.top_cities,
+        )
+    else:
+        member_features = space.encode_members(
+            data.members,
+            stays=data.stays,
+            dining=data.dining,
+            partner_activity=data.partner_activity,
+            until=cutoff_utc,
+            as_of=as_of,
+        )
+        offer_features = space.encode_offers(data.offers)
+
+    training = TrainingSet(
+        interactions=sp.csr_matrix(interactions, dtype=np.float32),
+        member_ids=np.asarray(member_index.astype(str), dtype=np.str_),
+        offer_ids=np.asarray(offer_index.astype(str), dtype=np.str_),
+        member_tiers=data.members["tier"].to_numpy(dtype=np.int8),
+        member_features=member_features,
+        offer_features=offer_features,
+        member_feature_names=space.member_feature_names,
+        offer_feature_names=space.offer_feature_names,
+    )
+    release_freed_memory()
+    return training, space
+
+
+def holdout_positives(data: LoyaltyData, since: pd.Timestamp, until: pd.Timestamp | None = None) -> sp.csr_matrix:
+    """Member x offer relevance for a time holdout: 1 where the member clicked or redeemed the offer in
+    [since, until); rows and columns in the order of ``build_training_set``."""
+    events = data.offer_events
+    stamps = events["timestamp"]
+    mask = (stamps >= align(since, stamps)) & events["event"].astype(str).isin(POSITIVE_EVENTS).to_numpy()
+    if until is not None:
+        mask &= stamps < align(until, stamps)
+    chosen = events.loc[mask]
+    rows = positions(pd.Index(data.members["member_id"]), chosen["member_id"])
+    cols = positions(pd.Index(data.offers["offer_id"]), chosen["offer_id"])
+    keep = (rows >= 0) & (cols >= 0)
+    relevant = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
+        shape=(len(data.members), len(data.offers)),
+        dtype=np.float32,
+    )
+    relevant.sum_duplicates()
+    relevant.data[:] = 1.0
+    return relevant

@@ -1,0 +1,236 @@
+"""Ranking one member's offers from what publish precomputed, within the eligibility mask.
+
+Order of sources: the member's precomputed candidates (best first), then, if too few are eligible,
+the member's embedding scored against every other eligible offer (offers added after publish with
+an embedding are always scored this way), then the most popular eligible offers in the member's
+tier. A member whose embedding carries no signal, or who has not consented to personalisation, gets
+popular-in-tier only.
+
+``explain`` gives the reason codes of the offers finally chosen, with details a product team can show
+(the brand the member stays with, the partner they use, when their points expire ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from recsys.cache import MemberRecord
+from recsys.catalogue import Catalogue
+from recsys.profiles import MemberProfile
+from recsys.tiers import QUALIFYING_NIGHTS, TIER_LABELS, Tier
+
+PERSONALISED = "personalised"
+POPULAR_IN_TIER = "popular_in_tier"
+NEW_OFFER = "new_offer"
+TIER_EXCLUSIVE = "tier_exclusive"
+ENDING_SOON = "ending_soon"
+POINTS_EXPIRING = "points_expiring"
+NEAR_NEXT_TIER = "near_next_tier"
+STAYED_BRAND = "stayed_brand"
+PARTNER_AFFINITY = "partner_affinity"
+CAMPAIGN = "campaign"
+
+ENDING_SOON_DAYS = 7
+POINTS_EXPIRING_DAYS = 90
+NEAR_NEXT_TIER_NIGHTS = 5
+POPULAR_TOP = 10  # a personalised offer among its tier's most popular this many also says popular_in_tier
+PROFILE_MIN_SHARE = 0.1  # a brand or partner counts for a reason from this share of the member's activity
+_EPOCH = date(1970, 1, 1)
+_CLASSIC = int(Tier.CLASSIC)
+_NEXT_TIER_NIGHTS = tuple(QUALIFYING_NIGHTS[Tier(t + 1)] for t in range(int(Tier.DIAMOND)))
+
+
+Pick = tuple[int, float, str]  # offer index, score, source
+
+
+@dataclass(frozen=True, slots=True)
+class RankedOffer:
+    index: int  # offer index in the catalogue
+    score: float  # model score for personalised offers, popularity in tier otherwise
+    reasons: tuple[str, ...]  # the source first, then what else makes it fit
+
+
+def personalised(record: MemberRecord) -> bool:
+    return record.informed and record.consent_personalisation
+
+
+def rank(
+    record: MemberRecord,
+    catalogue: Catalogue,
+    eligible: npt.NDArray[np.bool_],
+    limit: int,
+    *,
+    day: int,
+    reasons: bool = True,
+) -> list[RankedOffer]:
+    """The member's top ``limit`` eligible offers, best first, each with its reasons (only its source
+    without ``reasons``: callers that re-rank explain the offers they finally keep)."""
+    if limit <= 0:
+        return []
+    n = len(catalogue)
+    taken = np.zeros(n, dtype=bool)
+    picked: list[Pick] = []
+    if personalised(record):
+        picked = _personalised(record, catalogue, eligible, limit, taken)
+    if len(picked) < limit:
+        pool = np.flatnonzero(eligible & ~taken)
+        popularity = catalogue.popular[min(record.tier, len(catalogue.popular) - 1), pool]
+        order = _top(popularity, limit - len(picked))
+        picked += [(int(pool[i]), float(popularity[i]), POPULAR_IN_TIER) for i in order]
+    if not reasons:
+        return [RankedOffer(i, s, (source,)) for i, s, source in picked]
+    why = _reasons(picked, record, catalogue, day)
+    return [RankedOffer(i, s, w) for (i, s, _), w in zip(picked, why, strict=True)]
+
+
+def _personalised(
+    record: MemberRecord,
+    catalogue: Catalogue,
+    eligible: npt.NDArray[np.bool_],
+    limit: int,
+    taken: npt.NDArray[np.bool_],
+) -> list[Pick]:
+    cand = record.candidates.astype(np.intp)
+    scores = record.scores.astype(np.float32)
+    inside = cand < catalogue.n_published
+    cand, scores = cand[inside], scores[inside]
+    keep = eligible[cand]
+    cand, scores = cand[keep][:limit], scores[keep][:limit]
+    taken[cand] = True
+    can_score = record.factors.shape == (catalogue.n_factors,)
+    if not can_score:
+        extra = cand[:0]
+    elif len(cand) >= limit:
+        # offers added after publish are few: score them for everyone so new offers get a chance
+        new = eligible[catalogue.n_published :] & catalogue.embedded[catalogue.n_published :]
+        extra = np.flatnonzero(new) + catalogue.n_published
+    else:
+        extra = np.flatnonzero(eligible & ~taken & catalogue.embedded)
+    if len(extra):
+        member = record.factors.astype(np.float32)
+        extra_scores = catalogue.factors[extra] @ member + catalogue.bias[extra] + np.float32(record.bias)
+        order = _top(extra_scores, limit)
+        cand = np.concatenate([cand, extra[order]])
+        scores = np.concatenate([scores, extra_scores[order].astype(np.float32)])
+        best = np.argsort(-scores, kind="stable")[:limit]
+        cand, scores = cand[best], scores[best]
+    taken[cand] = True
+    return [(int(i), float(s), PERSONALISED) for i, s in zip(cand, scores, strict=True)]
+
+
+def _top(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.intp]:
+    """Positions of the ``k`` largest scores, best first."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def _reasons(picked: list[Pick], record: MemberRecord, c: Catalogue, day: int) -> list[tuple[str, ...]]:
+    """Each picked offer's source, then the facts that make it fit, computed for all picks at once."""
+    idx = np.fromiter((i for i, _, _ in picked), dtype=np.intp, count=len(picked))
+    cost = c.points_cost[idx]
+    expiring = 0 <= record.points_expiring_day - day <= POINTS_EXPIRING_DAYS
+    needed = (
+        _NEXT_TIER_NIGHTS[record.tier] - record.qualifying_nights_ytd if record.tier < len(_NEXT_TIER_NIGHTS) else 0
+    )
+    flags = (
+        (NEW_OFFER, idx >= c.n_published),
+        (TIER_EXCLUSIVE, c.min_tier[idx] > _CLASSIC),
+        (ENDING_SOON, c.valid_to[idx] - day < ENDING_SOON_DAYS),
+        (POINTS_EXPIRING, (cost > 0) & (cost <= record.points_balance) & expiring),
+        (NEAR_NEXT_TIER, c.earns_qualifying_nights[idx] & (0 < needed <= NEAR_NEXT_TIER_NIGHTS)),
+    )
+    columns = [(name, mask.tolist()) for name, mask in flags if mask.any()]
+    return [(source, *(name for name, hits in columns if hits[j])) for j, (_, _, source) in enumerate(picked)]
+
+
+Explained = tuple[tuple[str, ...], dict[str, str]]  # reason codes (source first), details by code
+
+
+def _popular_top(c: Catalogue, tier: int) -> npt.NDArray[np.bool_]:
+    key: tuple[object, ...] = ("popular_top", tier)
+    found = c.memo.get(key)
+    if found is None:
+        top = np.zeros(len(c), dtype=bool)
+        top[_top(c.popular[min(tier, len(c.popular) - 1)], POPULAR_TOP)] = True
+        found = c.remember(key, top)
+    return found
+
+
+def explain(
+    indices: Sequence[int],
+    sources: Sequence[str],
+    record: MemberRecord,
+    profile: MemberProfile,
+    c: Catalogue,
+    day: int,
+    *,
+    points_expiring_days: int = POINTS_EXPIRING_DAYS,
+    near_next_tier_share: float | None = None,
+) -> list[Explained]:
+    """Reasons of each chosen offer: its source, then stayed_brand (the brand), partner_affinity (the
+    partner), tier_exclusive (the tier), points_expiring (the date), near_next_tier (the tier and nights to
+    go), popular_in_tier, campaign, new_offer, ending_soon (the last day). ``points_expiring_days`` and
+    ``near_next_tier_share`` should be those the arbitration boosts by (None: within a few nights)."""
+    tier = int(record.tier)
+    brands = {
+        c.profile_brands[b] for b, share in profile.brands if b < len(c.profile_brands) and share >= PROFILE_MIN_SHARE
+    }
+    partners = {
+        c.profile_partners[p]
+        for p, share in profile.partners
+        if p < len(c.profile_partners) and share >= PROFILE_MIN_SHARE
+    }
+    expiring = 0 <= record.points_expiring_day - day <= points_expiring_days
+    expiry = (_EPOCH + timedelta(days=record.points_expiring_day)).isoformat() if expiring else ""
+    near, next_label, to_go = False, "", 0
+    if tier < len(_NEXT_TIER_NIGHTS):
+        target = _NEXT_TIER_NIGHTS[tier]
+        to_go = target - record.qualifying_nights_ytd
+        threshold = (
+            target * near_next_tier_share if near_next_tier_share is not None else target - NEAR_NEXT_TIER_NIGHTS
+        )
+        near = to_go > 0 and record.qualifying_nights_ytd >= threshold
+        next_label = TIER_LABELS[tier + 1]
+    popular_top = _popular_top(c, tier)
+    out: list[Explained] = []
+    for i, source in zip(indices, sources, strict=True):
+        rec = c.records[i]
+        codes = [source]
+        details: dict[str, str] = {}
+        brand = str(rec.get("brand") or "")
+        if brand in brands:
+            codes.append(STAYED_BRAND)
+            details[STAYED_BRAND] = brand
+        partner = rec.get("partner_id")
+        if partner and partner in partners:
+            codes.append(PARTNER_AFFINITY)
+            details[PARTNER_AFFINITY] = str(rec.get("partner_name") or partner)
+        if int(c.min_tier[i]) == tier > _CLASSIC:  # as the tier-exclusive boost
+            codes.append(TIER_EXCLUSIVE)
+            details[TIER_EXCLUSIVE] = TIER_LABELS[tier]
+        cost = int(c.points_cost[i])
+        if expiring and 0 < cost <= record.points_balance:
+            codes.append(POINTS_EXPIRING)
+            details[POINTS_EXPIRING] = expiry
+        if near and bool(c.earns_qualifying_nights[i]):
+            codes.append(NEAR_NEXT_TIER)
+            details[NEAR_NEXT_TIER] = f"{to_go} nights to {next_label}"
+        if source != POPULAR_IN_TIER and popular_top[i]:
+            codes.append(POPULAR_IN_TIER)
+        if float(c.lever[i]) > 1.0:
+            codes.append(CAMPAIGN)
+        if i >= c.n_published:
+            codes.append(NEW_OFFER)
+        if int(c.valid_to[i]) - day < ENDING_SOON_DAYS:
+            codes.append(ENDING_SOON)
+            details[ENDING_SOON] = str(rec.get("valid_to") or "")
+        out.append((tuple(codes), details))
+    return out

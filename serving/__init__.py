@@ -1,0 +1,1 @@
+"""The FastAPI scorer: reads Redis, applies the rules, never trains."""

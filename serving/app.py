@@ -1,0 +1,74 @@
+"""The FastAPI scorer: ``create_app`` wires settings, Redis, routers and error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from recsys.cache import Keys
+from recsys.contacts import ContactPolicy, load_contact_policy
+from recsys.decision import RankingPolicy, load_ranking_policy
+from recsys.events import load_event_settings
+from recsys.rewards import load_rewards_settings
+from recsys.settings import Settings, get_settings
+from recsys.store import open_redis
+from serving import errors, security
+from serving.reader import OfferReader
+from serving.responses import OrjsonResponse
+from serving.routes import catalogue, events, health, members, model, offers, picks, rewards
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    security.load_access(app)  # a malformed OFFERS_API_KEYS fails start-up, not the first request
+    if app.state.contact_policy is None:
+        app.state.contact_policy = load_contact_policy()
+    if app.state.ranking_policy is None:
+        app.state.ranking_policy = load_ranking_policy()
+    app.state.event_settings = load_event_settings()
+    app.state.rewards_settings = load_rewards_settings()
+    endpoint = open_redis(settings)
+    client = await endpoint.aconnect()
+    app.state.endpoint = endpoint
+    app.state.reader = OfferReader(client, Keys(settings.key_prefix))
+    try:
+        yield
+    finally:
+        await client.aclose()
+        endpoint.close()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    contact_policy: ContactPolicy | None = None,
+    ranking_policy: RankingPolicy | None = None,
+) -> FastAPI:
+    """The API, reading Redis as ``settings`` (default: from the environment) says; the contact and
+    ranking policies default to their ``OFFERS_CONTACT_*`` / ``OFFERS_RANKING_*`` settings."""
+    app = FastAPI(
+        title="Loyalty Offers",
+        summary="Personalised, tier-aware offers for loyalty members.",
+        version="1",
+        lifespan=_lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.settings = settings or get_settings()
+    app.state.contact_policy, app.state.ranking_policy = contact_policy, ranking_policy
+    errors.install(app)
+    security.install(app)
+    for router in (
+        offers.router,
+        picks.router,
+        rewards.router,
+        events.router,
+        catalogue.router,
+        members.router,
+        model.router,
+        health.router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,22 @@
+"""Typed dependencies: routes take these as parameters (tests may override them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from recsys.settings import Settings
+from serving.reader import OfferReader
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_reader(request: Request) -> OfferReader:
+    return cast(OfferReader, request.app.state.reader)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ReaderDep = Annotated[OfferReader, Depends(get_reader)]

@@ -1,0 +1,171 @@
+"""Reading what publish wrote, with as few Redis round trips as possible.
+
+A member request is one pipeline (served version, catalogue revision, and the member's record under
+the version seen last) and a second only when the served version changed since. The decoded
+catalogue is cached per (version, catalogue revision), so a switch, rollback or takedown is picked up
+on the next request without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aredis
+
+from recsys.cache import LIVE_BASE_FIELD, MEMBER_INDEX_CHUNK, Keys, MemberRecord
+from recsys.catalogue import Catalogue, catalogue_from_hash
+from recsys.errors import MemberNotFoundError, NotPublishedError, StoreError
+from recsys.events import redemption_counts
+from recsys.profiles import EMPTY_PROFILE, MemberProfile, read_profile
+from recsys.store import REDIS_ERRORS
+
+CATALOGUES_KEPT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    version: str
+    record: MemberRecord
+    catalogue: Catalogue
+    contacts: dict[bytes, bytes]  # raw HGETALL of the member's contact state
+    live_redeemed: dict[str, int]  # redemptions recorded live since this version was published
+    profile: MemberProfile = EMPTY_PROFILE  # top brands and partners (members consenting to personalisation)
+
+
+@contextlib.contextmanager
+def _store_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise StoreError(f"Redis failed while {doing}: {type(exc).__name__}: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _not_published() -> NotPublishedError:
+    return NotPublishedError("no version has been published yet; run `offers publish`")
+
+
+class OfferReader:
+    def __init__(self, client: aredis.Redis, keys: Keys) -> None:
+        self.client, self.keys = client, keys
+        self._last_version: str | None = None
+        self._catalogues: dict[tuple[str, int], Catalogue] = {}
+        self._live_base: dict[str, dict[str, int]] = {}  # version -> live redemptions at publish
+        self._loading = asyncio.Lock()
+
+    async def ping(self) -> None:
+        with _store_errors("pinging"):
+            await self.client.ping()
+
+    async def served_version(self) -> str:
+        with _store_errors("reading the served version"):
+            value = await self.client.get(self.keys.current)
+        if value is None:
+            raise _not_published()
+        return _text(value)
+
+    async def member(self, member_id: str) -> MemberView:
+        keys, guess = self.keys, self._last_version
+        with _store_errors("reading a member"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(keys.current)
+            pipe.get(keys.catalogue_revision)
+            pipe.hgetall(keys.member_contacts(member_id))
+            pipe.hgetall(keys.offer_redemptions)
+            if guess is not None:
+                pipe.get(keys.member(guess, member_id))
+            replies = await pipe.execute()
+            if replies[0] is None:
+                raise _not_published()
+            version = _text(replies[0])
+            if version == guess:
+                blob = replies[4]
+            else:
+                blob = await self.client.get(keys.member(version, member_id))
+                self._last_version = version
+        if blob is None:
+            raise MemberNotFoundError(member_id)
+        catalogue = await self.catalogue(version, int(replies[1] or 0))
+        base = self._live_base.get(version, {})
+        live = {o: n - base.get(o, 0) for o, n in redemption_counts(replies[3]).items() if n > base.get(o, 0)}
+        record = MemberRecord.unpack(blob)
+        return MemberView(version, record, catalogue, replies[2], live, read_profile(blob, record))
+
+    async def catalogue(self, version: str, revision: int) -> Catalogue:
+        """The decoded catalogue of ``version`` at ``revision``, loaded once per process."""
+        found = self._catalogues.get((version, revision))
+        if found is not None:
+            return found
+        async with self._loading:
+            found = self._catalogues.get((version, revision))
+            if found is not None:
+                return found
+            with _store_errors("loading the catalogue"):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hgetall(self.keys.version_offers(version))
+                pipe.hgetall(self.keys.catalogue_overlay)
+                fields, overlay = await pipe.execute()
+            if not fields:
+                raise StoreError(f"version {version} has no offers in Redis (removed while being read?)")
+            catalogue = await asyncio.to_thread(catalogue_from_hash, fields, overlay)
+            raw_base = fields.get(LIVE_BASE_FIELD.encode())
+            self._live_base[version] = {str(o): int(n) for o, n in orjson.loads(raw_base).items()} if raw_base else {}
+            while len(self._catalogues) >= CATALOGUES_KEPT:
+                self._catalogues.pop(next(iter(self._catalogues)))
+            for stale in set(self._live_base) - {v for v, _ in self._catalogues} - {version}:
+                del self._live_base[stale]
+            self._catalogues[(version, revision)] = catalogue
+            return catalogue
+
+    async def version_meta(self) -> tuple[str, dict[str, Any]]:
+        version = await self.served_version()
+        with _store_errors("reading the version meta"):
+            raw = await self.client.hgetall(self.keys.version_meta(version))
+        return version, {_text(k): _text(v) for k, v in raw.items()}
+
+    async def picks_page(self, version: str, position: int, size: int) -> PicksPage | None:
+        """Member ids ``position`` .. ``position + size`` of ``version`` with their records and contact
+        state, the live redemptions since publish and the catalogue; None if the version is gone."""
+        keys = self.keys
+        first, last = position // MEMBER_INDEX_CHUNK, (position + size - 1) // MEMBER_INDEX_CHUNK
+        with _store_errors("reading weekly picks"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(keys.version_meta(version), "members")
+            pipe.get(keys.catalogue_revision)
+            pipe.hgetall(keys.offer_redemptions)
+            for chunk in range(first, last + 1):
+                pipe.get(keys.member_index(version, chunk))
+            listed, revision, live_raw, *chunks = await pipe.execute()
+            if listed is None:
+                return None
+            ids = [m for text in chunks if text for m in _text(text).split("\n")]
+            offset = position - first * MEMBER_INDEX_CHUNK
+            ids = ids[offset : offset + size]
+            pipe = self.client.pipeline(transaction=False)
+            for member_id in ids:
+                pipe.get(keys.member(version, member_id))
+                pipe.hgetall(keys.member_contacts(member_id))
+            replies = await pipe.execute() if ids else []
+        catalogue = await self.catalogue(version, int(revision or 0))
+        base = self._live_base.get(version, {})
+        live = {o: n - base.get(o, 0) for o, n in redemption_counts(live_raw).items() if n > base.get(o, 0)}
+        more = position + len(ids) < int(listed)
+        return PicksPage(ids, replies[0::2], replies[1::2], catalogue, live, more)
+
+
+@dataclass(frozen=True, slots=True)
+class PicksPage:
+    member_ids: list[str]
+    blobs: list[bytes | None]
+    contacts: list[dict[bytes, bytes]]
+    catalogue: Catalogue
+    live_redeemed: dict[str, int]
+    more: bool  # members remain after this page

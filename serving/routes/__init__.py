@@ -1,0 +1,1 @@
+"""One router per resource: members' offers, the served model, health."""

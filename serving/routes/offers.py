@@ -1,0 +1,86 @@
+"""A member's ranked offers, eligible now on the asking channel."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import Response
+
+from recsys.access import Scope
+from recsys.catalogue import day_number
+from recsys.contacts import ContactState
+from recsys.decision import decide
+from recsys.tiers import TIER_LABELS
+from serving.deps import ReaderDep, SettingsDep
+from serving.errors import invalid_parameter
+from serving.responses import OrjsonResponse
+from serving.schemas import ERROR_RESPONSES, Channel, MemberOffers
+from serving.security import access_responses, require_scope
+
+router = APIRouter(
+    prefix="/v1/members",
+    tags=["offers"],
+    dependencies=[Depends(require_scope(Scope.OFFERS_READ))],
+    responses=access_responses(Scope.OFFERS_READ),
+)
+
+
+@router.get(
+    "/{member_id}/offers",
+    response_model=MemberOffers,
+    summary="A member's offers, best first",
+    description="Ranked offers the member may see now on the channel: tier, validity, budget, region and "
+    "channel rules applied before ranking. `limit` may not exceed the configured maximum (50 by default).",
+    responses=ERROR_RESPONSES,
+)
+async def member_offers(
+    member_id: Annotated[str, Path(min_length=1, max_length=64, description="Loyalty member id.")],
+    request: Request,
+    reader: ReaderDep,
+    settings: SettingsDep,
+    limit: Annotated[int | None, Query(ge=1, description="How many offers (default from settings).")] = None,
+    channel: Annotated[Channel, Query(description="Where the offers will be shown.")] = Channel.APP,
+    on: Annotated[date | None, Query(description="Judge eligibility for this day (default: today, UTC).")] = None,
+) -> Response:
+    if limit is None:
+        limit = settings.default_limit
+    elif limit > settings.max_limit:
+        raise invalid_parameter("limit", f"Input should be less than or equal to {settings.max_limit}")
+    view = await reader.member(member_id)
+    record, catalogue = view.record, view.catalogue
+    now = datetime.now(UTC)
+    day_of = on or now.date()
+    decision = decide(
+        record,
+        catalogue,
+        channel=channel.value,
+        day=day_number(day_of),
+        now=now,
+        limit=limit,
+        contacts=ContactState.from_redis(view.contacts),
+        live_redeemed=view.live_redeemed,
+        contact_policy=request.app.state.contact_policy,
+        ranking_policy=request.app.state.ranking_policy,
+        profile=view.profile,
+    )
+    offers: list[dict[str, Any]] = [
+        {
+            **catalogue.display[chosen.index],
+            "score": chosen.score,
+            "model_score": chosen.model_score,
+            "reasons": chosen.reasons,
+            "reason_details": chosen.details,
+        }
+        for chosen in decision.offers
+    ]
+    body = {
+        "member_id": member_id,
+        "version": view.version,
+        "tier": TIER_LABELS[record.tier] if record.tier < len(TIER_LABELS) else str(record.tier),
+        "channel": channel.value,
+        "on": day_of.isoformat(),
+        "offers": offers,
+    }
+    return OrjsonResponse(body)

@@ -1,0 +1,85 @@
+"""API-key checks for routes: ``Depends(require_scope("events:write"))`` admits a request whose
+``X-API-Key`` holds the scope, and answers 401 (no key, unknown key) or 403 (key lacks the scope)
+with a body that says which. Keys are never logged or echoed.
+
+The key registry is loaded once: ``load_access(app)`` in the lifespan (a malformed ``OFFERS_API_KEYS``
+then fails start-up), or lazily on the first request otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import FastAPI, Request, Security
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from recsys.access import ENV_VAR, ApiKey, KeyRegistry, Scope, load_key_registry
+from serving.errors import error_response
+from serving.schemas import ErrorBody
+
+HEADER = "X-API-Key"
+_api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="An API key issued to the caller.")
+
+
+class AccessDenied(HTTPException):
+    """401 or 403 with a precise ``code``: missing_api_key, unknown_api_key or missing_scope."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        headers = {"WWW-Authenticate": f'ApiKey header="{HEADER}"'} if status_code == 401 else None
+        super().__init__(status_code, message, headers)
+        self.code = code
+
+
+def access_responses(scope: Scope | str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the 401 and 403 a guarded route may answer."""
+    return {
+        401: {"model": ErrorBody, "description": f"No `{HEADER}` header, or a key this server does not know."},
+        403: {"model": ErrorBody, "description": f"The key lacks the `{scope}` scope."},
+    }
+
+
+def load_access(app: FastAPI) -> KeyRegistry:
+    """Read ``OFFERS_API_KEYS`` into ``app.state.key_registry`` (raises ConfigurationError if malformed)."""
+    registry = load_key_registry()
+    app.state.key_registry = registry
+    return registry
+
+
+def _registry(request: Request) -> KeyRegistry:
+    registry = getattr(request.app.state, "key_registry", None)
+    if registry is None:
+        registry = load_access(request.app)
+    return registry
+
+
+def require_scope(scope: Scope | str) -> Callable[..., Coroutine[Any, Any, ApiKey]]:
+    """A dependency admitting requests whose API key holds ``scope`` (``admin`` holds every scope)."""
+    needed = Scope(scope)
+
+    async def check(request: Request, key: str | None = Security(_api_key_header)) -> ApiKey:
+        if not key:
+            raise AccessDenied(401, "missing_api_key", f"this endpoint needs an API key in the {HEADER} header")
+        registry = _registry(request)
+        holder = registry.lookup(key)
+        if holder is None:
+            hint = "" if len(registry) else f" (no keys are configured: set {ENV_VAR})"
+            raise AccessDenied(401, "unknown_api_key", f"the API key in {HEADER} is not known to this server{hint}")
+        if not holder.allows(needed):
+            raise AccessDenied(403, "missing_scope", f"the API key '{holder.name}' lacks the scope {needed.value}")
+        request.state.api_key = holder
+        return holder
+
+    return check
+
+
+async def _denied(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AccessDenied)
+    return error_response(exc.status_code, exc.code, str(exc.detail), headers=exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    """Answer access failures with their precise codes (without it they still leave as 401/403)."""
+    app.add_exception_handler(AccessDenied, _denied)

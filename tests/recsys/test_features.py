@@ -1,0 +1,194 @@
+"""Member and offer features and the feature space that encodes new rows, on a hand-made history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsys.errors import DataError
+from recsys.features import FeatureSpace, StayWeighting, fit_features
+from tests.recsys.tiny_loyalty import AS_OF, tiny_data
+
+
+def _row(matrix: sp.csr_matrix, names: tuple[str, ...], i: int) -> dict[str, float]:
+    row = matrix[i]
+    return {names[c]: float(v) for c, v in zip(row.indices, row.data, strict=True)}
+
+
+def _fit(**kwargs: object) -> tuple[FeatureSpace, sp.csr_matrix, sp.csr_matrix]:
+    return fit_features(tiny_data(), until=AS_OF, **kwargs)  # type: ignore[arg-type]
+
+
+def _decay(days: float) -> float:
+    return float(2.0 ** (-days / 90.0))
+
+
+def test_member_rows_describe_who_they_are_and_what_they_do() -> None:
+    space, members, _ = _fit()
+    m1 = _row(members, space.member_feature_names, 0)
+    assert set(m1) == {
+        "member:m1",
+        "tier:classic",
+        "country:CN",
+        "brand:Budget",
+        "brand_level:economy",
+        "city:Shanghai",
+        "city:Beijing",
+        "partner:air",
+        "partner_kind:airline",
+        "partner_activity:earn",
+        "partner_activity:transfer_out",
+        "stay_frequency:low",
+        "spend:low",
+    }
+    m2 = _row(members, space.member_feature_names, 1)
+    assert {"cuisine:persian", "brand_level:upscale", "spend:top", "tier:gold", "country:IR"} <= set(m2)
+    m3 = _row(members, space.member_feature_names, 2)  # no history: who they are, and "no activity"
+    assert set(m3) == {"member:m3", "tier:diamond", "country:CN", "stay_frequency:none", "spend:none"}
+
+
+def test_each_group_sums_to_one_and_rows_are_l1_normalised() -> None:
+    space, members, offers = _fit()
+    for matrix in (members, offers):
+        assert matrix.dtype == np.float32 and sp.issparse(matrix)
+        np.testing.assert_allclose(np.asarray(matrix.sum(axis=1)).ravel(), 1.0, rtol=1e-6)
+    m1 = _row(members, space.member_feature_names, 0)
+    groups = 13 - 1 - 1  # 13 features; the two cities and two partner activities are one group each
+    assert m1["tier:classic"] == pytest.approx(1 / groups)
+    assert m1["city:Shanghai"] + m1["city:Beijing"] == pytest.approx(1 / groups)
+
+
+@pytest.mark.parametrize(
+    ("weighting", "shanghai", "beijing"),
+    [
+        ("nights", 2 * _decay(31), 1 * _decay(121)),
+        ("count", _decay(31), _decay(121)),
+        ("spend", 100 * _decay(31), 50 * _decay(121)),
+    ],
+)
+def test_stays_weigh_by_the_chosen_measure_with_recency_decay(
+    weighting: StayWeighting, shanghai: float, beijing: float
+) -> None:
+    space, members, _ = _fit(stay_weighting=weighting)
+    m1 = _row(members, space.member_feature_names, 0)
+    assert m1["city:Shanghai"] / m1["city:Beijing"] == pytest.approx(shanghai / beijing, rel=1e-5)
+
+
+def test_partner_activity_decays_with_age() -> None:
+    space, members, _ = _fit()
+    m1 = _row(members, space.member_feature_names, 0)
+    ratio = m1["partner_activity:earn"] / m1["partner_activity:transfer_out"]
+    assert ratio == pytest.approx(_decay(17) / _decay(61), rel=1e-5)
+
+
+def test_only_the_top_cities_are_kept() -> None:
+    space, members, _ = _fit(top_cities=1)
+    m1 = _row(members, space.member_feature_names, 0)
+    assert "city:Shanghai" in m1 and "city:Beijing" not in m1
+    assert "city:Beijing" not in space.member_side
+
+
+def test_brand_levels_come_from_revenue_per_night() -> None:
+    space, _, _ = _fit()
+    assert space.brand_levels == {"Budget": "economy", "Palace": "upscale"}
+
+
+def test_spend_bands_are_learned_and_kept_for_new_members() -> None:
+    space, _, _ = _fit()
+    assert len(space.spend_edges) == 3 and list(space.spend_edges) == sorted(space.spend_edges)
+
+
+def test_offer_rows_describe_the_offer() -> None:
+    space, _, offers = _fit()
+    o3 = _row(offers, space.offer_feature_names, 2)
+    assert set(o3) == {
+        "offer:o3",
+        "brand:Air",
+        "category:partner_transfer",
+        "city:any",
+        "partner:air",
+        "partner_kind:airline",
+        "min_tier:classic",
+    }
+    o4 = _row(offers, space.offer_feature_names, 3)
+    assert {"brand_level:upscale", "city:Tehran", "min_tier:platinum"} <= set(o4)
+
+
+def test_a_new_offer_encodes_from_known_values_only() -> None:
+    space, _, offers = _fit()
+    new = pd.DataFrame(
+        {
+            "offer_id": ["o-new"],
+            "brand": ["Palace"],
+            "category": ["spa"],
+            "city": ["Atlantis"],  # unknown: ignored
+            "partner_id": [None],
+            "min_tier": pd.Series(["gold"]),  # tier names work as well as tier numbers
+        }
+    )
+    row = space.encode_offers(new)
+    assert row.shape == (1, offers.shape[1])
+    assert set(_row(row, space.offer_feature_names, 0)) == {"brand:Palace", "brand_level:upscale", "category:spa"}
+
+
+def test_a_known_offer_encodes_as_in_training() -> None:
+    data = tiny_data()
+    space, _, offers = fit_features(data, until=AS_OF)
+    assert (space.encode_offers(data.offers.iloc[::-1]) != offers[::-1]).nnz == 0
+
+
+def test_a_new_member_encodes_from_profile_and_their_own_behaviour() -> None:
+    data = tiny_data()
+    space, _, _ = fit_features(data, until=AS_OF)
+    newcomer = pd.DataFrame({"member_id": ["m9"], "tier": pd.Series([2], dtype="int8"), "home_country": ["ZZ"]})
+    stays = pd.DataFrame(
+        {
+            "member_id": ["m9", "m1"],
+            "brand": ["Palace", "Budget"],
+            "city": ["Tehran", "Shanghai"],
+            "check_in": pd.Series(pd.to_datetime(["2024-12-30", "2024-12-30"])),
+            "nights": [2, 9],
+            "revenue": [900.0, 90.0],
+        }
+    )
+    row = space.encode_members(newcomer, stays=stays, until=AS_OF)
+    names = set(_row(row, space.member_feature_names, 0))
+    assert names == {
+        "tier:gold",
+        "brand:Palace",
+        "brand_level:upscale",
+        "city:Tehran",
+        "stay_frequency:low",
+        "spend:low",
+    }
+    bare = space.encode_members(newcomer)
+    assert set(_row(bare, space.member_feature_names, 0)) == {"tier:gold", "stay_frequency:none", "spend:none"}
+
+
+def test_the_space_round_trips_through_json() -> None:
+    data = tiny_data()
+    space, members, _ = fit_features(data, until=AS_OF)
+    again = FeatureSpace.from_json(space.to_json())
+    assert again == space
+    kwargs: dict[str, Any] = {
+        "stays": data.stays,
+        "dining": data.dining,
+        "partner_activity": data.partner_activity,
+        "until": AS_OF,
+    }
+    assert abs(again.encode_members(data.members, **kwargs) - members).max() == 0
+    slim = FeatureSpace.from_json(space.to_json(member_ids=False))
+    assert len(space.to_json(member_ids=False)) < len(space.to_json())
+    encoded = slim.encode_members(data.members, **kwargs)
+    assert encoded.shape == members.shape
+    assert encoded[:, len(space.member_side) :].nnz == 0  # known members encode like new ones
+
+
+@pytest.mark.parametrize("text", ["not json", "{}", '{"format": 99}', '{"format": 1, "member_side": []}'])
+def test_anything_else_is_not_a_feature_space(text: str) -> None:
+    with pytest.raises(DataError, match="not a feature space"):
+        FeatureSpace.from_json(text)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsys.errors import DataError
+from training.split import holdout_per_user, index_interactions, msr_split
+
+
+def _reference_stratified_split(data: pd.DataFrame, ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Microsoft Recommenders' _do_stratification(filter_by="item", min_rating=1, is_random=True)."""
+    data = data.copy()
+    np.random.seed(seed)
+    data["random"] = np.random.rand(data.shape[0])
+    data = data.sort_values(["item", "random"])
+    groups = data.groupby("item")
+    data["count"] = groups["item"].transform("count")
+    data["rank"] = groups.cumcount() + 1
+    data["rank"] = data["rank"] / data["count"]
+    data = data.drop(["count", "random"], axis=1)
+    splits, prev = [], None
+    for threshold in np.cumsum([ratio, 1 - ratio]):
+        cond = data["rank"] <= threshold
+        if prev is not None:
+            cond &= data["rank"] > prev
+        splits.append(data[cond].drop("rank", axis=1))
+        prev = threshold
+    return splits[0], splits[1]
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    items = (rng.pareto(1.2, n) * 3).astype(int) % 200
+    return pd.DataFrame({"user": rng.integers(0, 300, n), "item": items, "rating": rng.integers(1, 6, n)})
+
+
+@pytest.mark.parametrize("seed", [42, 7])
+def test_msr_split_matches_recommenders_row_for_row(seed: int) -> None:
+    df = _frame(5000, seed)
+    train, test = msr_split(df, seed=seed)
+    ref_train, ref_test = _reference_stratified_split(df, 0.75, seed)
+    assert train.index.tolist() == ref_train.index.tolist()
+    assert test.index.tolist() == ref_test.index.tolist()
+    assert list(train.columns) == list(df.columns)
+
+
+def test_msr_split_is_per_item() -> None:
+    df = pd.DataFrame({"user": range(9), "item": ["a"] * 4 + ["b"] * 4 + ["c"]})
+    train, test = msr_split(df)
+    assert train["item"].value_counts().to_dict() == {"a": 3, "b": 3}
+    assert test["item"].value_counts().to_dict() == {"a": 1, "b": 1, "c": 1}  # a lone item goes to test
+
+
+def test_msr_split_needs_the_columns() -> None:
+    with pytest.raises(DataError):
+        msr_split(pd.DataFrame({"user": [1]}))
+
+
+def test_index_interactions_aligns_train_and_test() -> None:
+    train = pd.DataFrame({"user": ["u1", "u1", "u2", "u2"], "item": ["i1", "i2", "i2", "i2"]})
+    test = pd.DataFrame({"user": ["u1", "u2", "u3", "u1"], "item": ["i2", "i9", "i1", "i1"]})
+    ix = index_interactions(train, test)
+    assert ix.user_ids.tolist() == ["u1", "u2"]
+    assert ix.item_ids.tolist() == ["i1", "i2"]
+    assert ix.train.toarray().tolist() == [[1, 1], [0, 2]]
+    assert ix.unseen_item_ids.tolist() == ["i9"]
+    assert ix.relevant.toarray().tolist() == [[1, 1, 0], [0, 0, 1]]
+    assert (ix.dropped_test_users, ix.dropped_test_rows) == (1, 1)
+
+
+def test_holdout_per_user_is_seeded_and_partitions_each_row() -> None:
+    rng = np.random.default_rng(0)
+    m = sp.random(200, 80, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    m.data[:] = rng.integers(1, 4, m.nnz)
+    fit, val = holdout_per_user(m, fraction=0.2, seed=5)
+    fit2, val2 = holdout_per_user(m, fraction=0.2, seed=5)
+    assert (fit != fit2).nnz == 0 and (val != val2).nnz == 0
+    assert ((fit + val.multiply(m)) != m).nnz == 0  # nothing lost, weights kept in fit
+    assert fit.multiply(val).nnz == 0
+    n = np.diff(m.indptr)
+    held = np.diff(val.indptr)
+    assert (held == np.minimum(np.floor(0.2 * n + 0.5), np.maximum(n - 1, 0))).all()
+    assert (np.diff(fit.indptr)[n > 0] >= 1).all()
+    other_fit, _ = holdout_per_user(m, fraction=0.2, seed=6)
+    assert (fit != other_fit).nnz > 0

@@ -1,0 +1,38 @@
+"""The training job end to end on a small synthetic programme, against a real MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from recsys.settings import Settings
+from training import tracking
+from training.train import run_training
+
+
+def test_train_logs_run_registers_version_and_beats_popularity(sample: Path, settings: Settings) -> None:
+    lines: list[str] = []
+    result = run_training(sample, settings, show_progress=False, echo=lines.append)
+
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.metrics["ndcg_at_10"] == pytest.approx(result.metrics["ndcg_at_10"])
+    assert run.data.metrics["baseline_ndcg_at_10"] == pytest.approx(result.baseline_metrics["ndcg_at_10"])
+    assert {"precision_at_10", "recall_at_10", "coverage"} <= set(run.data.metrics)
+    version = client.get_model_version(settings.model_name, result.model_version)
+    assert version.tags["data_fingerprint"] and version.tags["git_commit"]
+    assert str(tracking.champion(client, settings.model_name).version) == str(version.version)  # type: ignore[union-attr]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert artifacts and all(path.endswith(".png") for path in artifacts)
+    assert any("popularity" in line for line in lines)
+    assert result.metrics["ndcg_at_10"] >= 1.2 * result.baseline_metrics["ndcg_at_10"]
+
+
+def test_second_training_does_not_steal_the_champion(sample: Path, settings: Settings) -> None:
+    first = run_training(sample, settings, family="popularity", show_progress=False, echo=lambda _: None)
+    second = run_training(sample, settings, family="als", show_progress=False, echo=lambda _: None)
+    client = MlflowClient(settings.tracking_uri)
+    assert first.champion and not second.champion
+    assert str(tracking.champion(client, settings.model_name).version) == first.model_version  # type: ignore[union-attr]

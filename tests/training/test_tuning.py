@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from models.base import TrainingSet
+from models.families import ParamRange, default_params, search_space
+from training.tuning import TrialResult, score_params, space_of, tune, validation_split
+
+
+def _clustered(seed: int = 0, n_members: int = 160, n_offers: int = 90, clusters: int = 6) -> TrainingSet:
+    """Members of a cluster mostly take offers of the same cluster: a structure worth learning."""
+    rng = np.random.default_rng(seed)
+    member_cluster = rng.integers(0, clusters, n_members)
+    offer_cluster = np.arange(n_offers) % clusters
+    affinity = np.where(member_cluster[:, None] == offer_cluster[None, :], 0.25, 0.01)
+    taken = rng.random((n_members, n_offers)) < affinity
+    taken[np.arange(n_members), rng.integers(0, n_offers, n_members)] = True  # nobody is empty
+    return TrainingSet(
+        interactions=sp.csr_matrix(taken.astype(np.float32)),
+        member_ids=np.array([f"m{i}" for i in range(n_members)]),
+        offer_ids=np.array([f"o{i}" for i in range(n_offers)]),
+        member_tiers=np.zeros(n_members, dtype=np.int8),
+    )
+
+
+def test_validation_split_holds_out_training_rows_only() -> None:
+    train = _clustered()
+    v = validation_split(train, fraction=0.2, seed=3)
+    original = train.interactions
+    assert v.fit.interactions.multiply(v.relevant).nnz == 0
+    assert ((v.fit.interactions + v.relevant) != original).nnz == 0
+    assert v.relevant.nnz == pytest.approx(0.2 * original.nnz, rel=0.15)
+    assert v.fit.member_ids is train.member_ids and v.fit.n_offers == train.n_offers
+
+
+def test_validation_split_leaves_negative_evidence_in_fit() -> None:
+    dense = np.array([[1.0, -1.0, 2.0, 1.0, 1.0], [0.0, 3.0, 0.0, -2.0, 1.0]], dtype=np.float32)
+    train = TrainingSet(sp.csr_matrix(dense), np.array(["a", "b"]), np.array(list("vwxyz")), np.zeros(2, np.int8))
+    v = validation_split(train, fraction=0.5, seed=0)
+    assert (v.relevant.toarray()[dense < 0] == 0).all()
+    fit = v.fit.interactions.toarray()
+    assert (fit[dense < 0] == dense[dense < 0]).all()
+    assert ((fit != 0) | (v.relevant.toarray() != 0) == (dense != 0)).all()
+
+
+@pytest.mark.parametrize("family", ["lightfm", "als", "bpr", "popularity"])
+def test_space_covers_the_families_ranges(family: str) -> None:
+    space = space_of(family)
+    assert set(space) == set(search_space(family))
+
+
+@pytest.mark.parametrize("family", ["als", "popularity"])
+def test_tune_tries_defaults_first_and_returns_the_best(family: str) -> None:
+    train = _clustered()
+    seen: list[TrialResult] = []
+    result = tune(family, train, n_trials=4, seed=7, on_trial=seen.append)
+    assert seen == result.trials and len(seen) == 4
+    defaults = default_params(family)
+    assert seen[0].params == {name: defaults[name] for name in search_space(family)}
+    complete = [t for t in seen if t.state == "complete"]
+    assert result.best_score == max(t.score for t in complete)
+    assert set(result.best_params) == set(defaults)
+    best = max(complete, key=lambda t: t.score)
+    assert all(result.best_params[key] == value for key, value in best.params.items())
+
+
+def test_learned_family_beats_popularity_on_validation() -> None:
+    train = _clustered()
+    v = validation_split(train, seed=1)
+    als, _ = score_params("als", {**default_params("als"), "factors": 16}, v)
+    popular, _ = score_params("popularity", default_params("popularity"), v)
+    assert als > popular + 0.05
+
+
+def test_tune_is_deterministic_for_a_seed() -> None:
+    train = _clustered()
+    a = tune("popularity", train, n_trials=5, seed=11)
+    b = tune("popularity", train, n_trials=5, seed=11)
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert a.best_params == b.best_params
+
+
+def test_timeout_stops_new_trials_and_zero_trials_means_defaults() -> None:
+    train = _clustered()
+    assert len(tune("als", train, n_trials=10, seed=0, timeout_s=0.0).trials) == 1
+    untuned = tune("bpr", train, n_trials=0, seed=0)
+    assert untuned.trials == [] and untuned.best_params == default_params("bpr")
+
+
+def test_a_given_space_replaces_the_familys_ranges() -> None:
+    result = tune("als", _clustered(), n_trials=3, seed=0, space={"factors": ParamRange("int", 8, 24, step=8)})
+    assert all(set(t.params) == {"factors"} and t.params["factors"] in (8, 16, 24) for t in result.trials)
+    assert result.best_params["factors"] in (8, 16, 24)

@@ -1,0 +1,46 @@
+"""``offers weekly-picks`` writes the same picks the API pages through, in every format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+import redis
+
+from recsys.cache import Keys
+from recsys.contacts import ContactPolicy
+from recsys.decision import RankingPolicy
+from tests.support.serving_bundle import make_bundle
+from training.publish import publish
+from training.weekly_picks import export_weekly_picks
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_export_covers_each_consented_member_once_within_the_cap(
+    redis_client: redis.Redis, keys: Keys, tmp_path: Path, suffix: str
+) -> None:
+    bundle, _ = make_bundle(n_members=60)
+    publish(redis_client, bundle, keys=keys)
+    out = tmp_path / f"picks{suffix}"
+    version, members = export_weekly_picks(
+        redis_client,
+        keys,
+        "2026-W48",
+        out,
+        contact_policy=ContactPolicy(),
+        ranking_policy=RankingPolicy(),
+        show_progress=False,
+    )
+    assert members == int(bundle.members["consent_email"].sum())
+    if suffix == ".jsonl":
+        rows = pd.DataFrame([orjson.loads(line) for line in out.read_bytes().splitlines()])
+    elif suffix == ".csv":
+        rows = pd.read_csv(out)
+    else:
+        rows = pd.read_parquet(out)
+    assert set(rows["member_id"]) <= set(bundle.members.loc[bundle.members["consent_email"], "member_id"])
+    assert rows.groupby("member_id")["rank"].max().max() <= 3
+    assert not rows.duplicated(["member_id", "offer_id"]).any()
+    assert version == "1"

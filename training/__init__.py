@@ -1,0 +1,1 @@
+"""Jobs data scientists run: generate, train, evaluate, tune, register, publish; the `offers` CLI."""

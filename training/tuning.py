@@ -1,0 +1,180 @@
+"""Hyperparameter search that never sees the test split.
+
+Each trial fits on the training interactions minus a seeded per-member holdout (``holdout_per_user``,
+20% by default) and is scored by nDCG@k on that holdout, training items excluded. The caller refits
+the best parameters on all training data. The family's defaults are always the first trial, so a
+tuned model is never worse on validation than the untuned one. MLflow stays out of this module: the
+caller logs trials through ``on_trial``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import scipy.sparse as sp
+from optuna.distributions import BaseDistribution
+
+from models.base import TrainingSet
+from models.families import ParamRange, create, default_params, search_space
+from recsys.errors import ModelError
+from training.metrics import ranking_metrics
+from training.split import holdout_per_user
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What every trial fits on (``fit``) and is scored against (``relevant``), built once."""
+
+    fit: TrainingSet
+    relevant: sp.csr_matrix
+
+    @property
+    def members(self) -> np.ndarray:
+        return np.flatnonzero(np.diff(self.relevant.indptr) > 0).astype(np.int64)
+
+
+def validation_split(train: TrainingSet, *, fraction: float = 0.2, seed: int = 0) -> Validation:
+    """Hold out ``fraction`` of each member's positive training interactions for scoring trials."""
+    positive = sp.csr_matrix(train.interactions).maximum(0).tocsr()
+    _, held = holdout_per_user(positive, fraction=fraction, seed=seed)
+    fit_matrix = sp.csr_matrix(train.interactions - train.interactions.multiply(held.astype(bool)))
+    fit_matrix.eliminate_zeros()
+    return Validation(dataclasses.replace(train, interactions=fit_matrix.astype(np.float32)), held)
+
+
+# What a fit with unlucky parameters raises (divergence, singular systems); anything else is a bug.
+_TRIAL_FAILURES = (ModelError, ValueError, ArithmeticError, np.linalg.LinAlgError)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    number: int
+    params: dict[str, Any]  # the searched parameters only
+    score: float  # nDCG@k on the validation holdout; NaN when the trial failed
+    fit_s: float
+    state: str  # "complete" or "failed"
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    family: str
+    best_params: dict[str, Any]  # defaults overlaid with the best trial's parameters
+    best_score: float
+    trials: list[TrialResult]
+    metric: str = "ndcg_at_10"
+
+
+def _distribution(name: str, spec: ParamRange) -> BaseDistribution:
+    if spec.kind == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(spec.choices))
+    if spec.kind == "int":
+        step = 1 if spec.log else spec.step  # Optuna allows no step on a log scale
+        return optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.log, step=step)
+    if spec.kind == "float":
+        return optuna.distributions.FloatDistribution(float(spec.low), float(spec.high), log=spec.log)
+    raise ModelError(f"search space entry {name!r} has an unknown kind {spec.kind!r}")
+
+
+def space_of(family: str) -> dict[str, BaseDistribution]:
+    """The family's tunable ranges as Optuna distributions."""
+    return {name: _distribution(name, spec) for name, spec in search_space(family).items()}
+
+
+def _defaults_in(space: Mapping[str, BaseDistribution], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    chosen: dict[str, Any] = {}
+    for name, dist in space.items():
+        if name not in defaults:
+            continue
+        value = defaults[name]
+        try:
+            inside = dist._contains(dist.to_internal_repr(value))
+        except (ValueError, TypeError):
+            inside = False
+        if inside:
+            chosen[name] = value
+    return chosen
+
+
+def score_params(family: str, params: Mapping[str, Any], validation: Validation, *, k: int = 10) -> tuple[float, float]:
+    """Fit ``family`` with ``params`` on the validation fit set; return (nDCG@k, fit seconds)."""
+    model = create(family, **params)
+    started = time.perf_counter()
+    model.fit(validation.fit)
+    fit_s = time.perf_counter() - started
+    members = validation.members
+    if len(members) == 0:
+        raise ModelError("the validation holdout is empty: every member has a single interaction")
+    top, _ = model.recommend(members, k=k, exclude=validation.fit.interactions)
+    metrics = ranking_metrics(top, validation.relevant[members], k=k)
+    return metrics.ndcg, fit_s
+
+
+def tune(
+    family: str,
+    train: TrainingSet,
+    *,
+    n_trials: int,
+    seed: int = 42,
+    k: int = 10,
+    timeout_s: float | None = None,
+    validation: Validation | None = None,
+    holdout_fraction: float = 0.2,
+    space: Mapping[str, ParamRange] | None = None,
+    on_trial: Callable[[TrialResult], None] | None = None,
+) -> TuneResult:
+    """TPE search over ``models.families.search_space(family)`` scored on a training-only holdout.
+
+    At most ``n_trials`` trials (the defaults first); no new trial starts after ``timeout_s``.
+    ``space`` replaces the family's ranges (same ``ParamRange`` form) for a one-off search.
+    A trial that raises is recorded as failed and the search goes on; if every trial fails the
+    first error is raised as ``ModelError``.
+    """
+    defaults = dict(default_params(family))
+    ranges = space_of(family) if space is None else {name: _distribution(name, spec) for name, spec in space.items()}
+    metric = f"ndcg_at_{k}"
+    if n_trials <= 0 or not ranges:
+        return TuneResult(family, defaults, math.nan, [], metric)
+    validation = validation or validation_split(train, fraction=holdout_fraction, seed=seed)
+
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(n_trials // 3, 1)))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    start_point = _defaults_in(ranges, defaults)
+    if start_point:
+        study.enqueue_trial(start_point, skip_if_exists=True)
+
+    results: list[TrialResult] = []
+    started = time.perf_counter()
+    for number in range(n_trials):
+        if timeout_s is not None and number > 0 and time.perf_counter() - started > timeout_s:
+            break
+        trial = study.ask(fixed_distributions=ranges)
+        params = dict(trial.params)
+        try:
+            score, fit_s = score_params(family, {**defaults, **params}, validation, k=k)
+            if not math.isfinite(score):
+                raise ModelError(f"trial scored {score}")
+        except _TRIAL_FAILURES as exc:  # a diverging trial must not end the search; it is recorded
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            result = TrialResult(number, params, math.nan, 0.0, "failed", f"{type(exc).__name__}: {exc}")
+        else:
+            study.tell(trial, score)
+            result = TrialResult(number, params, score, fit_s, "complete")
+        results.append(result)
+        if on_trial is not None:
+            on_trial(result)
+
+    complete = [r for r in results if r.state == "complete"]
+    if not complete:
+        raise ModelError(f"every {family} tuning trial failed; first: {results[0].error}")
+    best = max(complete, key=lambda r: (r.score, -r.number))
+    return TuneResult(family, {**defaults, **best.params}, best.score, results, metric)
