@@ -390,11 +390,12 @@ def _embed_new_offers(
 def feature_embedder(feature_space_json: str, table: OfferFeatureTable) -> OfferEmbedder:
     """An ``OfferEmbedder`` from a version's feature space and offer-feature embeddings (no training)."""
     space = offer_space(feature_space_json)
-    columns = ("offer_id", "brand", "category", "city", "partner_id", "min_tier")
+    columns = ("offer_id", "brand", "category", "city", "partner_id", "min_tier", "points_cost")
 
     def embed(records: list[Record]) -> Embeddings:
         frame = pd.DataFrame({c: [r.get(c) for r in records] for c in columns})
         frame["min_tier"] = frame["min_tier"].fillna(0).astype(np.int8)
+        frame["points_cost"] = pd.to_numeric(frame["points_cost"], errors="coerce").fillna(0.0)
         return table.embed(space.encode_offers(frame))
 
     return embed

@@ -66,6 +66,9 @@ class FeatureSpace:
     partner_kinds: dict[str, str] = field(default_factory=dict)
     frequency_edges: tuple[float, ...] = ()
     spend_edges: tuple[float, ...] = ()
+    dining_edges: tuple[float, ...] = ()  # dining visits in the band window
+    partner_edges: tuple[float, ...] = ()  # activities with one partner in the band window
+    price_edges: tuple[float, ...] = ()  # offers' points cost
     half_life_days: float = 90.0
     stay_weighting: StayWeighting = "nights"
     top_cities: int = 3
@@ -158,6 +161,9 @@ class FeatureSpace:
             "partner_kinds": self.partner_kinds,
             "frequency_edges": list(self.frequency_edges),
             "spend_edges": list(self.spend_edges),
+            "dining_edges": list(self.dining_edges),
+            "partner_edges": list(self.partner_edges),
+            "price_edges": list(self.price_edges),
             "half_life_days": self.half_life_days,
             "stay_weighting": self.stay_weighting,
             "top_cities": self.top_cities,
@@ -183,6 +189,9 @@ class FeatureSpace:
                 partner_kinds=dict(doc["partner_kinds"]),
                 frequency_edges=tuple(float(x) for x in doc["frequency_edges"]),
                 spend_edges=tuple(float(x) for x in doc["spend_edges"]),
+                dining_edges=tuple(float(x) for x in doc.get("dining_edges", ())),
+                partner_edges=tuple(float(x) for x in doc.get("partner_edges", ())),
+                price_edges=tuple(float(x) for x in doc.get("price_edges", ())),
                 half_life_days=float(doc["half_life_days"]),
                 stay_weighting=doc["stay_weighting"],
                 top_cities=int(doc["top_cities"]),
@@ -220,7 +229,14 @@ def fit_features(
         top_cities=top_cities,
     )
     behaviour = _behaviour(data.members, stays, dining, activity, as_of, draft)
-    draft = replace(draft, frequency_edges=_edges(behaviour.stays), spend_edges=_edges(behaviour.spend))
+    draft = replace(
+        draft,
+        frequency_edges=_edges(behaviour.stays),
+        spend_edges=_edges(behaviour.spend),
+        dining_edges=_edges(behaviour.dining),
+        partner_edges=_edges(behaviour.partner_counts.data.astype(np.float64)),
+        price_edges=_edges(pd.to_numeric(data.offers["points_cost"], errors="coerce").fillna(0.0).to_numpy(np.float64)),
+    )
     m_groups = behaviour.groups + _band_groups(behaviour, draft)
     o_groups = offer_groups(data.offers, draft)
     m_built = [_group_matrix(g, len(data.members)) for g in m_groups]
@@ -317,6 +333,9 @@ class _Behaviour:
     groups: list[_Group]  # every member group but the bands
     stays: FloatArray  # stays per member in the year before as_of
     spend: FloatArray  # room revenue plus dining spend per member in that year
+    dining: FloatArray  # dining visits per member in that year
+    partner_counts: sp.csr_matrix  # members x partners: activities in that year
+    partners: tuple[str, ...]  # the columns of partner_counts
 
 
 def _behaviour(
@@ -335,7 +354,9 @@ def _behaviour(
         _Group("tier:", rows, _tier_labels(members["tier"]), ones),
         _Group("country:", rows, members["home_country"], ones),
     ]
-    count, spend = np.zeros(n), np.zeros(n)
+    count, spend, meals = np.zeros(n), np.zeros(n), np.zeros(n)
+    partner_counts = sp.csr_matrix((n, 0))
+    partners: tuple[str, ...] = ()
     half = space.half_life_days
     if not stays.empty:
         s_rows, stays = _rows_of(index, stays)
@@ -359,6 +380,7 @@ def _behaviour(
         groups.append(_Group("cuisine:", d_rows, dining["cuisine"], w))
         recent = _in_window(dining["date"], as_of)
         spend += np.bincount(d_rows[recent], weights=dining["spend"].to_numpy(np.float64)[recent], minlength=n)
+        meals += np.bincount(d_rows[recent], minlength=n)
     if not activity.empty:
         a_rows, activity = _rows_of(index, activity)
         w = decay(activity["date"], as_of, half)
@@ -367,15 +389,29 @@ def _behaviour(
             _Group("partner_kind:", a_rows, lookup(activity["partner_id"], space.partner_kinds), w),
             _Group("partner_activity:", a_rows, activity["activity"], w),
         ]
-    return _Behaviour(groups=groups, stays=count, spend=spend)
+        recent = _in_window(activity["date"], as_of)
+        codes, uniques = pd.factorize(activity["partner_id"].astype(str).to_numpy()[recent], sort=True)
+        partners = tuple(str(u) for u in uniques)
+        partner_counts = sp.csr_matrix(
+            (np.ones(len(codes)), (a_rows[recent], codes)), shape=(n, len(partners)), dtype=np.float64
+        )
+        partner_counts.sum_duplicates()
+    return _Behaviour(
+        groups=groups, stays=count, spend=spend, dining=meals, partner_counts=partner_counts, partners=partners
+    )
 
 
 def _band_groups(behaviour: _Behaviour, space: FeatureSpace) -> list[_Group]:
     rows = np.arange(len(behaviour.stays), dtype=np.int64)
     ones = np.ones(len(rows))
+    usage = behaviour.partner_counts.tocoo()
+    partner_bands = _bands(usage.data, space.partner_edges)
+    partner_names = np.asarray(behaviour.partners, dtype=object)[usage.col] if usage.nnz else np.empty(0, object)
     return [
         _Group("stay_frequency:", rows, _bands(behaviour.stays, space.frequency_edges), ones),
         _Group("spend:", rows, _bands(behaviour.spend, space.spend_edges), ones),
+        _Group("dining_frequency:", rows, _bands(behaviour.dining, space.dining_edges), ones),
+        _Group("partner_use:", usage.row.astype(np.int64), partner_names + ":" + partner_bands, np.ones(usage.nnz)),
     ]
 
 
@@ -385,7 +421,7 @@ def offer_groups(offers: pd.DataFrame, space: FeatureSpace) -> list[_Group]:
     ones = np.ones(len(offers))
     city = offers["city"].astype(object)
     city = city.where(city.notna() & (city.astype(str) != ""), ANY_CITY)
-    return [
+    groups = [
         _Group("brand:", rows, offers["brand"], ones),
         _Group("brand_level:", rows, lookup(offers["brand"], space.brand_levels), ones),
         _Group("category:", rows, offers["category"], ones),
@@ -394,6 +430,10 @@ def offer_groups(offers: pd.DataFrame, space: FeatureSpace) -> list[_Group]:
         _Group("partner_kind:", rows, lookup(offers["partner_id"], space.partner_kinds), ones),
         _Group("min_tier:", rows, _tier_labels(offers["min_tier"]), ones),
     ]
+    if "points_cost" in offers:  # price bands (a frame without costs encodes without them)
+        cost = pd.to_numeric(offers["points_cost"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+        groups.append(_Group("price:", rows, _bands(cost, space.price_edges), ones))
+    return groups
 
 
 def align(ts: pd.Timestamp, column: pd.Series) -> pd.Timestamp:

@@ -44,11 +44,21 @@ def test_member_rows_describe_who_they_are_and_what_they_do() -> None:
         "partner_activity:transfer_out",
         "stay_frequency:low",
         "spend:low",
+        "dining_frequency:none",
+        "partner_use:air:low",  # how much the member deals with each partner, in bands
     }
     m2 = _row(members, space.member_feature_names, 1)
     assert {"cuisine:persian", "brand_level:upscale", "spend:top", "tier:gold", "country:IR"} <= set(m2)
+    assert "dining_frequency:low" in m2
     m3 = _row(members, space.member_feature_names, 2)  # no history: who they are, and "no activity"
-    assert set(m3) == {"member:m3", "tier:diamond", "country:CN", "stay_frequency:none", "spend:none"}
+    assert set(m3) == {
+        "member:m3",
+        "tier:diamond",
+        "country:CN",
+        "stay_frequency:none",
+        "spend:none",
+        "dining_frequency:none",
+    }
 
 
 def test_each_group_sums_to_one_and_rows_are_l1_normalised() -> None:
@@ -57,7 +67,7 @@ def test_each_group_sums_to_one_and_rows_are_l1_normalised() -> None:
         assert matrix.dtype == np.float32 and sp.issparse(matrix)
         np.testing.assert_allclose(np.asarray(matrix.sum(axis=1)).ravel(), 1.0, rtol=1e-6)
     m1 = _row(members, space.member_feature_names, 0)
-    groups = 13 - 1 - 1  # 13 features; the two cities and two partner activities are one group each
+    groups = 15 - 1 - 1  # 15 features; the two cities and two partner activities are one group each
     assert m1["tier:classic"] == pytest.approx(1 / groups)
     assert m1["city:Shanghai"] + m1["city:Beijing"] == pytest.approx(1 / groups)
 
@@ -102,6 +112,13 @@ def test_spend_bands_are_learned_and_kept_for_new_members() -> None:
     assert len(space.spend_edges) == 3 and list(space.spend_edges) == sorted(space.spend_edges)
 
 
+def test_price_bands_follow_points_cost_and_are_kept_for_new_offers() -> None:
+    space, _, offers = _fit()
+    bands = [next(n for n in _row(offers, space.offer_feature_names, i) if n.startswith("price:")) for i in range(4)]
+    assert bands == ["price:low", "price:low", "price:none", "price:top"]  # costs 100, 200, 0, 500
+    assert FeatureSpace.from_json(space.to_json()).price_edges == space.price_edges
+
+
 def test_offer_rows_describe_the_offer() -> None:
     space, _, offers = _fit()
     o3 = _row(offers, space.offer_feature_names, 2)
@@ -113,6 +130,7 @@ def test_offer_rows_describe_the_offer() -> None:
         "partner:air",
         "partner_kind:airline",
         "min_tier:classic",
+        "price:none",  # nothing to pay up front
     }
     o4 = _row(offers, space.offer_feature_names, 3)
     assert {"brand_level:upscale", "city:Tehran", "min_tier:platinum"} <= set(o4)
@@ -164,9 +182,15 @@ def test_a_new_member_encodes_from_profile_and_their_own_behaviour() -> None:
         "city:Tehran",
         "stay_frequency:low",
         "spend:low",
+        "dining_frequency:none",
     }
     bare = space.encode_members(newcomer)
-    assert set(_row(bare, space.member_feature_names, 0)) == {"tier:gold", "stay_frequency:none", "spend:none"}
+    assert set(_row(bare, space.member_feature_names, 0)) == {
+        "tier:gold",
+        "stay_frequency:none",
+        "spend:none",
+        "dining_frequency:none",
+    }
 
 
 def test_the_space_round_trips_through_json() -> None:

@@ -124,7 +124,8 @@ def test_a_given_space_encodes_new_members_without_identity() -> None:
     assert training.member_features is not None
     assert training.member_features.shape == (4, space.n_member_features)
     names = {space.member_feature_names[c] for c in training.member_features[3].indices}
-    assert names == {"country:CN", "stay_frequency:none", "spend:none"}  # silver was never seen in training
+    # silver was never seen in training
+    assert names == {"country:CN", "stay_frequency:none", "spend:none", "dining_frequency:none"}
 
 
 def test_holdout_positives_are_clicks_and_redemptions_in_the_window() -> None:

@@ -152,7 +152,7 @@ def test_new_offers_are_embedded_from_features_when_the_version_can(
         {"offer_id": str(o), "title": "t", "valid_from": "2024-01-01", "valid_to": "2025-12-31"}
         for o in offers["offer_id"]
     ]
-    new = {"title": "N", "brand": "Palace", "category": "spa", "city": "Tehran", "min_tier": 3}
+    new = {"title": "N", "brand": "Palace", "category": "spa", "city": "Tehran", "min_tier": 3, "points_cost": 500}
     c = Catalogue.build(
         records,
         factors=emb.factors,
