@@ -41,6 +41,8 @@ _SEARCH_SPACES: dict[str, dict[str, ParamRange]] = {
         "user_alpha": ParamRange("float", 1e-8, 1e-4, log=True),
         "epochs": ParamRange("int", 5, 60, step=5),
         "max_sampled": ParamRange("int", 5, 50, step=5),
+        "match_city": ParamRange("float", 0.0, 60.0),
+        "match_partner": ParamRange("float", 0.0, 60.0),
     },
     "als": {
         "factors": ParamRange("int", 16, 128, step=16),

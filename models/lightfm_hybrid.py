@@ -7,6 +7,14 @@ and other non-positive evidence are left out, since LightFM would otherwise trea
 must never be sampled as negatives. A row is ``informed`` when some feature it has was trained, that is,
 occurs in a row that had positive evidence. Results repeat for a fixed ``random_state`` with
 ``num_threads=1``; with more threads LightFM's lock-free updates race and runs differ slightly.
+
+Matching features. A sum of feature embeddings learns "members who stay in Lisbon like Lisbon offers"
+only slowly, one city at a time, from sparse responses. Each ``match_<group>`` parameter (the feature
+group's prefix without its colon: ``match_city``, ``match_partner``) adds that knowledge directly: one
+extra embedding dimension per value both sides share (``city:Lisbon`` on a member and on an offer),
+worth ``match_<group>`` on the member side when the member has the value and the offer's own feature
+weight on the offer side. The extra dimensions are part of the exported embeddings, so serving scores
+every member and offer, new ones too, exactly as training did; 0 turns a group off.
 """
 
 from __future__ import annotations
@@ -17,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from lightfm import LightFM
-from tqdm import tqdm
 
 from models.base import Embeddings, Recommender, TrainingSet
 from models.implicit_mf import has_positive, least_squares_fold_in
@@ -26,8 +33,11 @@ from recsys.errors import ModelError
 LOSSES = ("warp", "bpr", "warp-kos")
 MAX_SAMPLE_WEIGHT = 10.0  # relative to the mean positive weight; keeps SGD steps bounded
 FOLD_IN_REGULARIZATION = 1.0
+MATCH_PARAM = "match_"
 
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
 
 
 def _float_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
@@ -52,6 +62,25 @@ def _trained_only(features: sp.csr_matrix, learned: BoolArray) -> sp.csr_matrix:
     return _float_csr(sp.diags(scale.astype(np.float32)) @ kept)
 
 
+def match_columns(
+    member_names: tuple[str, ...], offer_names: tuple[str, ...], weights: dict[str, float]
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """For every value of a matched group found on both sides: its member column, its offer column and
+    the group's weight (``weights`` maps a group name such as ``city`` to its weight; 0 leaves it out)."""
+    offer_column = {name: j for j, name in enumerate(offer_names)}
+    prefixes = {f"{group}:": w for group, w in weights.items() if w > 0}
+    rows = [
+        (i, offer_column[name], prefixes[name.split(":", 1)[0] + ":"])
+        for i, name in enumerate(member_names)
+        if ":" in name and name.split(":", 1)[0] + ":" in prefixes and name in offer_column
+    ]
+    return (
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        np.array([r[2] for r in rows], dtype=np.float32),
+    )
+
+
 def _informed(features: sp.csr_matrix, learned: BoolArray) -> BoolArray:
     """Rows holding at least one trained feature."""
     return np.asarray((features != 0).astype(np.float32) @ learned.astype(np.float32) > 0).ravel()
@@ -61,7 +90,7 @@ class LightFMHybrid(Recommender):
     family: ClassVar[str] = "lightfm"
     defaults: ClassVar[dict[str, Any]] = {
         "loss": "warp",
-        "no_components": 64,
+        "no_components": 32,
         "learning_rate": 0.05,
         "item_alpha": 1e-6,
         "user_alpha": 1e-6,
@@ -69,6 +98,9 @@ class LightFMHybrid(Recommender):
         "max_sampled": 10,
         "random_state": 42,
         "num_threads": 2,
+        "match_city": 30.0,
+        "match_partner": 30.0,
+        "match_brand_level": 0.0,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -80,6 +112,7 @@ class LightFMHybrid(Recommender):
         self._offer_features: sp.csr_matrix | None = None
         self._member_learned: BoolArray | None = None
         self._offer_learned: BoolArray | None = None
+        self._match: tuple[IntArray, IntArray, FloatArray] = _no_match()
 
     def _lightfm(self) -> LightFM:
         return LightFM(
@@ -111,25 +144,44 @@ class LightFMHybrid(Recommender):
             scaled = np.minimum(positive.data / positive.data.mean(), MAX_SAMPLE_WEIGHT).astype(np.float32)
             weights = sp.coo_matrix((scaled, (positive.row, positive.col)), positive.shape)
         model = self._lightfm()
-        threads = int(self.params["num_threads"])
-        epochs = tqdm(range(int(self.params["epochs"])), desc="lightfm", unit="epoch", disable=not show_progress)
-        try:
-            for _ in epochs:
-                model.fit_partial(
-                    interactions,
-                    user_features=member_features,
-                    item_features=offer_features,
-                    sample_weight=weights,
-                    epochs=1,
-                    num_threads=threads,
-                )
+        try:  # one call for every epoch: LightFM converts and checks its inputs once per call
+            model.fit_partial(
+                interactions,
+                user_features=member_features,
+                item_features=offer_features,
+                sample_weight=weights,
+                epochs=int(self.params["epochs"]),
+                num_threads=int(self.params["num_threads"]),
+                verbose=show_progress,
+            )
         except ValueError as exc:
             raise ModelError(f"lightfm could not be fitted: {exc}") from exc
         self._model = model
         self._member_features, self._offer_features = member_features, offer_features
         self._member_learned = _learned(member_features, has_positive(data.interactions, axis=1))
         self._offer_learned = _learned(offer_features, has_positive(data.interactions, axis=0))
+        self._match = _no_match()
+        if data.member_features is not None and data.offer_features is not None:
+            self._match = match_columns(data.member_feature_names, data.offer_feature_names, self._match_weights())
         return self
+
+    def _match_weights(self) -> dict[str, float]:
+        return {
+            name.removeprefix(MATCH_PARAM): float(value)
+            for name, value in self.params.items()
+            if name.startswith(MATCH_PARAM)
+        }
+
+    def _member_match(self, features: sp.csr_matrix) -> FloatArray:
+        """The member side of the matching dimensions: the group's weight where the member has the value."""
+        member_cols, _, weights = self._match
+        present = (features[:, member_cols] != 0).astype(np.float32)
+        return np.asarray(present.multiply(weights[None, :]).toarray(), dtype=np.float32)
+
+    def _offer_match(self, features: sp.csr_matrix) -> FloatArray:
+        """The offer side: the offer's own weight of the value (linear in its features, as LightFM is)."""
+        _, offer_cols, _ = self._match
+        return np.asarray(features[:, offer_cols].toarray(), dtype=np.float32)
 
     def _fitted(self) -> tuple[LightFM, sp.csr_matrix, sp.csr_matrix, BoolArray, BoolArray]:
         if (
@@ -151,14 +203,16 @@ class LightFMHybrid(Recommender):
         if member_features is None and interactions is not None:
             offers = self.offer_embeddings()
             history = sp.csr_matrix(interactions, dtype=np.float32)
-            folded = least_squares_fold_in(offers.factors, history, FOLD_IN_REGULARIZATION, 1.0)
+            learned_part = offers.factors[:, : offers.factors.shape[1] - len(self._match[0])]
+            folded = least_squares_fold_in(learned_part, history, FOLD_IN_REGULARIZATION, 1.0)
+            folded = np.hstack([folded, np.zeros((len(folded), len(self._match[0])), np.float32)])  # no features
             return Embeddings(folded, np.zeros(len(folded), np.float32), has_positive(history, axis=1))
         features = trained_features if member_features is None else _float_csr(member_features)
         if features.shape[1] != len(learned):
             raise ModelError(f"member features have {features.shape[1]} columns, the model {len(learned)}")
         bias, factors = model.get_user_representations(_trained_only(features, learned))
         return Embeddings(
-            factors=np.asarray(factors, dtype=np.float32),
+            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._member_match(features)]),
             bias=np.asarray(bias, dtype=np.float32),
             informed=_informed(features, learned),
         )
@@ -169,9 +223,10 @@ class LightFMHybrid(Recommender):
         features = trained_features if offer_features is None else _float_csr(offer_features)
         if features.shape[1] != len(learned):
             raise ModelError(f"offer features have {features.shape[1]} columns, the model {len(learned)}")
-        bias, factors = model.get_item_representations(_trained_only(features, learned))
+        trained = _trained_only(features, learned)
+        bias, factors = model.get_item_representations(trained)
         return Embeddings(
-            factors=np.asarray(factors, dtype=np.float32),
+            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._offer_match(trained)]),
             bias=np.asarray(bias, dtype=np.float32),
             informed=_informed(features, learned),
         )
@@ -185,6 +240,9 @@ class LightFMHybrid(Recommender):
             "item_biases": model.item_biases,
             "member_learned": member_learned,
             "offer_learned": offer_learned,
+            "match_member_columns": self._match[0],
+            "match_offer_columns": self._match[1],
+            "match_weights": self._match[2],
         }
         for name, matrix in (("member_features", member_features), ("offer_features", offer_features)):
             arrays[f"{name}_data"] = matrix.data
@@ -210,3 +268,12 @@ class LightFMHybrid(Recommender):
         self._offer_features = matrix("offer_features")
         self._member_learned = arrays["member_learned"].astype(np.bool_)
         self._offer_learned = arrays["offer_learned"].astype(np.bool_)
+        self._match = (
+            arrays["match_member_columns"].astype(np.int64),
+            arrays["match_offer_columns"].astype(np.int64),
+            arrays["match_weights"].astype(np.float32),
+        )
+
+
+def _no_match() -> tuple[IntArray, IntArray, FloatArray]:
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)

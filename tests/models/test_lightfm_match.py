@@ -1,0 +1,104 @@
+"""The LightFM hybrid's matching dimensions: a member and an offer sharing a city (or partner) score
+the group's weight times the offer's feature weight on top of what LightFM learned, in the exported
+embeddings themselves, for trained and brand-new rows alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.base import TrainingSet
+from models.families import create, load
+from models.lightfm_hybrid import match_columns
+
+CITIES = ("Lisbon", "Porto", "Seoul")
+MEMBER_NAMES = (*(f"city:{c}" for c in CITIES), "tier:gold", "member:m0", "member:m1", "member:m2")
+OFFER_NAMES = ("city:Lisbon", "city:Seoul", "city:Paris", "category:stay", "offer:o0", "offer:o1", "offer:o2")
+PARAMS = {"no_components": 4, "epochs": 3, "num_threads": 1, "random_state": 7}
+
+
+def _training() -> TrainingSet:
+    # m0 stays in Lisbon, m1 in Porto and Seoul, m2 nowhere; o0 is in Lisbon, o1 in Seoul, o2 in Paris.
+    members = sp.csr_matrix(
+        np.array(
+            [
+                [0.25, 0, 0, 0.25, 0.5, 0, 0],
+                [0, 0.125, 0.125, 0.25, 0, 0.5, 0],
+                [0, 0, 0, 0.5, 0, 0, 0.5],
+            ],
+            dtype=np.float32,
+        )
+    )
+    offers = sp.csr_matrix(
+        np.array(
+            [
+                [1 / 3, 0, 0, 1 / 3, 1 / 3, 0, 0],
+                [0, 1 / 3, 0, 1 / 3, 0, 1 / 3, 0],
+                [0, 0, 1 / 3, 1 / 3, 0, 0, 1 / 3],
+            ],
+            dtype=np.float32,
+        )
+    )
+    interactions = sp.csr_matrix(np.array([[5, 0, 0], [0, 2, 0], [0, 0, 2]], dtype=np.float32))
+    return TrainingSet(
+        interactions=interactions,
+        member_ids=np.array(["m0", "m1", "m2"]),
+        offer_ids=np.array(["o0", "o1", "o2"]),
+        member_tiers=np.zeros(3, np.int8),
+        member_features=members,
+        offer_features=offers,
+        member_feature_names=MEMBER_NAMES,
+        offer_feature_names=OFFER_NAMES,
+    )
+
+
+def _scores(model: object) -> np.ndarray:
+    members, offers = model.member_embeddings(), model.offer_embeddings()  # type: ignore[attr-defined]
+    return members.factors @ offers.factors.T + offers.bias[None, :] + members.bias[:, None]
+
+
+def test_only_values_on_both_sides_of_a_weighted_group_match() -> None:
+    member_cols, offer_cols, weights = match_columns(MEMBER_NAMES, OFFER_NAMES, {"city": 2.0, "tier": 0.0})
+    assert [MEMBER_NAMES[i] for i in member_cols] == ["city:Lisbon", "city:Seoul"]  # Porto and Paris are one-sided
+    assert [OFFER_NAMES[j] for j in offer_cols] == ["city:Lisbon", "city:Seoul"]
+    assert weights.tolist() == [2.0, 2.0]
+
+
+def test_a_shared_city_adds_its_weight_times_the_offers_feature_weight() -> None:
+    data = _training()
+    plain = create("lightfm", **PARAMS, match_city=0.0, match_partner=0.0).fit(data)
+    matched = create("lightfm", **PARAMS, match_city=6.0, match_partner=0.0).fit(data)
+    assert matched.member_embeddings().factors.shape[1] == plain.member_embeddings().factors.shape[1] + 2
+    lift = _scores(matched) - _scores(plain)  # the same LightFM fit (one thread, same seed) underneath
+    expected = np.zeros((3, 3), np.float32)
+    expected[0, 0] = 6.0 / 3  # m0 and o0 share Lisbon; o0 weighs its city 1/3
+    expected[1, 1] = 6.0 / 3  # m1 and o1 share Seoul
+    np.testing.assert_allclose(lift, expected, atol=1e-5)
+
+
+def test_a_new_offer_and_a_new_member_match_from_their_features() -> None:
+    model = create("lightfm", **PARAMS, match_city=6.0).fit(_training())
+    new_offer = sp.csr_matrix(np.array([[0, 0.5, 0, 0.5, 0, 0, 0]], dtype=np.float32))  # Seoul, no identity
+    new_member = sp.csr_matrix(np.array([[0, 0, 0.5, 0.5, 0, 0, 0]], dtype=np.float32))  # stays in Seoul
+    offer = model.offer_embeddings(new_offer)
+    member = model.member_embeddings(new_member)
+    assert offer.factors[0, -2:].tolist() == [0.0, 0.5]  # (Lisbon, Seoul) dimensions
+    assert member.factors[0, -2:].tolist() == [0.0, 6.0]
+
+
+def test_folded_in_members_have_no_features_to_match() -> None:
+    model = create("lightfm", **PARAMS, match_city=6.0).fit(_training())
+    folded = model.member_embeddings(interactions=sp.csr_matrix(np.array([[0, 5, 0]], dtype=np.float32)))
+    assert folded.factors.shape[1] == model.offer_embeddings().factors.shape[1]
+    assert folded.factors[0, -2:].tolist() == [0.0, 0.0]
+
+
+def test_matching_survives_save_and_load(tmp_path: Path) -> None:
+    model = create("lightfm", **PARAMS, match_city=6.0).fit(_training())
+    model.save(tmp_path / "model")
+    again = load(tmp_path / "model")
+    np.testing.assert_array_equal(_scores(again), _scores(model))
+    new_offer = sp.csr_matrix(np.array([[0.5, 0, 0, 0.5, 0, 0, 0]], dtype=np.float32))
+    np.testing.assert_array_equal(again.offer_embeddings(new_offer).factors, model.offer_embeddings(new_offer).factors)
