@@ -26,17 +26,19 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.base import Recommender, TrainingSet
+from models.devices import GPU_FAMILIES, resolve_device
 from models.families import create, default_params
 from recsys.dataset import LoyaltyData
 from recsys.interactions import InteractionWeights, build_training_set, holdout_positives
 from recsys.profiles import member_profiles, offer_feature_table
 from recsys.settings import Settings
+from recsys.streaming import load_dataset_chunked
 from recsys.validation import load_dataset
 from training import tracking
 from training.bundle import ServingBundle
 from training.evaluate import EvaluationReport, evaluate
 from training.plots import write_plots
-from training.tuning import TrialResult, tune
+from training.tuning import TrialResult, Validation, tune
 
 BASELINE = "popularity"
 
@@ -122,7 +124,12 @@ class Holdout:
 
 def load_history(data_dir: Path, settings: Settings, echo: Callable[[str], None]) -> LoyaltyData:
     """Validated history, reporting rejects, without members erased on request."""
-    loaded = load_dataset(data_dir, max_reject_share=settings.max_reject_share)
+    if settings.read_chunk_rows:
+        loaded = load_dataset_chunked(
+            data_dir, max_reject_share=settings.max_reject_share, chunk_rows=settings.read_chunk_rows
+        )
+    else:
+        loaded = load_dataset(data_dir, max_reject_share=settings.max_reject_share)
     for name, rep in loaded.report.items():
         if rep.rejected:
             echo(f"{name}: rejected {rep.rejected} of {rep.total} rows (see {rep.rejects_path})")
@@ -196,15 +203,21 @@ def run_training(
     tune_trials: int = 0,
     show_progress: bool = True,
     echo: Callable[[str], None] = print,
+    device: str = "auto",
 ) -> TrainResult:
     """Load, (tune,) evaluate on the time holdout, refit on everything, log and register in MLflow.
 
     With ``tune_trials`` > 0 the family's hyperparameters are searched first on a validation split
-    carved from the training side of the holdout only; each trial is a nested MLflow run.
+    carved from the training side of the holdout only (``time_validation``: the same time protocol,
+    one holdout earlier); each trial is a nested MLflow run. ``device``
+    (auto, cpu or cuda) is where ALS and BPR fit (``models.devices``); other families run on the CPU.
     """
     client = tracking.configure(settings)
     weights = weights or InteractionWeights()
     params = {**default_params(family), **(params or {})}
+    on = resolve_device(device, family)
+    if family in GPU_FAMILIES:
+        params["device"] = on
     data = load_history(data_dir, settings, echo)
     holdout = build_holdout(data_dir, data, weights, holdout_days)
     cut, end = holdout.cut, holdout.end
@@ -215,7 +228,8 @@ def run_training(
         mlflow.log_params({"family": family, "holdout_days": holdout_days, "k": k, **params})
         mlflow.log_params({f"weight_{key}": value for key, value in weights.model_dump().items()})
         if tune_trials > 0:
-            params = _tune(family, params, train_ts, tune_trials, k, echo)
+            validation = time_validation(data, weights, cut, holdout_days)
+            params = _tune(family, params, train_ts, tune_trials, k, echo, validation)
             mlflow.log_params({f"tuned_{key}": value for key, value in params.items()})
         reports: dict[str, EvaluationReport] = {}
         started = time.perf_counter()
@@ -298,8 +312,24 @@ def run_training(
     )
 
 
+def time_validation(data: LoyaltyData, weights: InteractionWeights, cut: pd.Timestamp, days: int) -> Validation:
+    """The test protocol one step earlier, inside the training history: fit on what came before
+    ``cut - days``, score on the responses in ``[cut - days, cut)``, masking what was ineligible then.
+    Tuning on it never touches the test split, and optimises what the test measures."""
+    start = cut - pd.Timedelta(days=days)
+    fit, _ = build_training_set(data, until=start, weights=weights)
+    relevant = holdout_positives(data, since=start, until=cut)
+    return Validation(fit=fit, relevant=relevant, exclude=ineligible(data, fit, start, cut))
+
+
 def _tune(
-    family: str, params: dict[str, Any], train_ts: TrainingSet, trials: int, k: int, echo: Callable[[str], None]
+    family: str,
+    params: dict[str, Any],
+    train_ts: TrainingSet,
+    trials: int,
+    k: int,
+    echo: Callable[[str], None],
+    validation: Validation | None = None,
 ) -> dict[str, Any]:
     """Search ``family``'s hyperparameters on the training side only; each trial a nested run."""
 
@@ -310,7 +340,7 @@ def _tune(
                 mlflow.log_metrics({f"validation_ndcg_at_{k}": trial.score, "fit_seconds": trial.fit_s})
             mlflow.set_tag("state", trial.state)
 
-    result = tune(family, train_ts, n_trials=trials, k=k, on_trial=log_trial)
+    result = tune(family, train_ts, n_trials=trials, k=k, on_trial=log_trial, validation=validation)
     echo(f"Tuned {family} over {len(result.trials)} trials: validation nDCG@{k} {result.best_score:.4f}")
     return {**params, **result.best_params}
 

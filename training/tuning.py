@@ -1,7 +1,9 @@
 """Hyperparameter search that never sees the test split.
 
 Each trial fits on the training interactions minus a seeded per-member holdout (``holdout_per_user``,
-20% by default) and is scored by nDCG@k on that holdout, training items excluded. The caller refits
+20% by default) and is scored by nDCG@k on that holdout, training items excluded; or, given a
+``Validation`` built by the caller (the training job carves a time split from the training history, the
+same protocol as its test), on that. The caller refits
 the best parameters on all training data. The family's defaults are always the first trial, so a
 tuned model is never worse on validation than the untuned one. MLflow stays out of this module: the
 caller logs trials through ``on_trial``.
@@ -35,6 +37,7 @@ class Validation:
 
     fit: TrainingSet
     relevant: sp.csr_matrix
+    exclude: sp.csr_matrix | None = None  # what a trial may not recommend; None: the fit interactions
 
     @property
     def members(self) -> np.ndarray:
@@ -113,7 +116,8 @@ def score_params(family: str, params: Mapping[str, Any], validation: Validation,
     members = validation.members
     if len(members) == 0:
         raise ModelError("the validation holdout is empty: every member has a single interaction")
-    top, _ = model.recommend(members, k=k, exclude=validation.fit.interactions)
+    exclude = validation.exclude if validation.exclude is not None else validation.fit.interactions
+    top, _ = model.recommend(members, k=k, exclude=exclude)
     metrics = ranking_metrics(top, validation.relevant[members], k=k)
     return metrics.ndcg, fit_s
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -36,3 +37,23 @@ def test_second_training_does_not_steal_the_champion(sample: Path, settings: Set
     client = MlflowClient(settings.tracking_uri)
     assert first.champion and not second.champion
     assert str(tracking.champion(client, settings.model_name).version) == first.model_version  # type: ignore[union-attr]
+
+
+def test_tuning_validates_on_the_weeks_before_the_test_split(sample: Path) -> None:
+    from recsys.interactions import InteractionWeights
+    from recsys.validation import load_dataset
+    from training.train import holdout_cut, time_validation
+
+    data = load_dataset(sample).data
+    cut, _ = holdout_cut(data, 28)
+    validation = time_validation(data, InteractionWeights(), cut, 28)
+    start = cut - pd.Timedelta(days=28)
+    events = data.offer_events
+    stamps = events["timestamp"]
+    inside = events[(stamps >= start) & (stamps < cut) & events["event"].isin(["click", "redeem"])]
+    # Relevant: exactly the responses of the four weeks before the test split, nothing from the test split.
+    assert validation.relevant.nnz == len(inside.drop_duplicates(["member_id", "offer_id"]))
+    # Fitted on the history before those weeks only.
+    before = events[(stamps < start) & (events["event"] != "impression")]
+    assert validation.fit.interactions.nnz <= len(before.drop_duplicates(["member_id", "offer_id"]))
+    assert validation.exclude is not None and validation.exclude.shape == validation.relevant.shape
