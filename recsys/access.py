@@ -2,7 +2,9 @@
 so a leaked configuration does not leak keys; presented keys are hashed and compared in constant time.
 
 ``OFFERS_API_KEYS`` is a JSON object: ``{"<sha256 hex of the key>": {"name": "email-system",
-"scopes": ["picks:read"]}, ...}``; ``key_entry`` builds the entry of a new key.
+"scopes": ["picks:read"]}, ...}``; ``key_entry`` builds the entry of a new key. An entry may also set
+its own request rate, ``"rate_per_s"`` (0: unlimited) and ``"burst"``, over the settings' default
+(``OFFERS_RATE_PER_S`` / ``OFFERS_RATE_BURST``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class ApiKey:
 
     name: str
     scopes: frozenset[Scope]
+    rate_per_s: float | None = None  # None: the default from settings
+    burst: int | None = None
 
     def allows(self, scope: Scope | str) -> bool:
         return Scope.ADMIN in self.scopes or Scope(scope) in self.scopes
@@ -96,8 +100,19 @@ class KeyRegistry:
                 raise ConfigurationError(
                     f"{where} ({entry['name']}): unknown scope in {scopes}; expected among {allowed}"
                 ) from None
-            keys.append((hexdigest.lower().encode(), ApiKey(entry["name"], parsed)))
+            rate_per_s, burst = _rate(entry, f"{where} ({entry['name']})")
+            keys.append((hexdigest.lower().encode(), ApiKey(entry["name"], parsed, rate_per_s, burst)))
         return cls(tuple(keys))
+
+
+def _rate(entry: dict[str, object], where: str) -> tuple[float | None, int | None]:
+    """The entry's optional ``rate_per_s`` (>= 0) and ``burst`` (>= 1)."""
+    rate, burst = entry.get("rate_per_s"), entry.get("burst")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0):
+        raise ConfigurationError(f"{where}: rate_per_s must be a number >= 0 (0: unlimited)")
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+        raise ConfigurationError(f"{where}: burst must be an integer >= 1")
+    return (None if rate is None else float(rate)), burst
 
 
 def load_key_registry(environ: Mapping[str, str] | None = None) -> KeyRegistry:
@@ -105,9 +120,16 @@ def load_key_registry(environ: Mapping[str, str] | None = None) -> KeyRegistry:
     return KeyRegistry.parse((os.environ if environ is None else environ).get(ENV_VAR))
 
 
-def key_entry(key: str, name: str, scopes: Iterable[Scope | str]) -> dict[str, dict[str, object]]:
+def key_entry(
+    key: str, name: str, scopes: Iterable[Scope | str], *, rate_per_s: float | None = None, burst: int | None = None
+) -> dict[str, dict[str, object]]:
     """The ``OFFERS_API_KEYS`` entry of one key (merge several with ``|``, then ``json.dumps``)."""
-    return {digest(key): {"name": name, "scopes": sorted(Scope(s).value for s in scopes)}}
+    entry: dict[str, object] = {"name": name, "scopes": sorted(Scope(s).value for s in scopes)}
+    if rate_per_s is not None:
+        entry["rate_per_s"] = rate_per_s
+    if burst is not None:
+        entry["burst"] = burst
+    return {digest(key): entry}
 
 
 def ensure_dev_key(path: Path) -> tuple[str, str]:

@@ -77,39 +77,64 @@ def load_dataset(data_dir: Path, *, max_reject_share: float = 0.01, rejects_dir:
     Raises ``DataError`` for a missing file or required column and ``TooManyRejectsError`` when a
     file's rejected share exceeds ``max_reject_share`` (its rejects file is written first).
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(f"data folder {data_dir} does not exist")
-    out_dir = Path(rejects_dir) if rejects_dir is not None else data_dir / "rejects"
+    data_dir, out_dir = input_folders(data_dir, rejects_dir)
     accepted_keys: dict[str, pd.Series] = {}
     frames: dict[str, pd.DataFrame] = {}
     report: dict[str, FileReport] = {}
     for spec in FILES:
-        raw = _read(spec, data_dir)
-        typed, reasons = _validate(spec, raw.cells, accepted_keys, raw.unreadable)
-        if reasons.empty:
-            frame = typed
-        else:
-            keep = np.ones(len(typed), dtype=bool)
-            keep[reasons.index.to_numpy(dtype=np.int64)] = False
-            frame = typed.loc[keep].reset_index(drop=True)
-        frames[spec.name] = frame
-        for col in spec.columns:
-            if col.kind == Kind.ID:
-                accepted_keys[f"{spec.name}.{col.name}"] = frame[col.name]
-        total = len(raw.cells) + len(raw.malformed)
-        n_rejected = len(reasons) + len(raw.malformed)
-        path = out_dir / f"{spec.name}.rejects.csv"
-        if n_rejected:
-            _write_rejects(path, raw, reasons)
-        elif path.exists():
-            path.unlink()
-        report[spec.name] = FileReport(spec.name, total, total - n_rejected, n_rejected, path if n_rejected else None)
-        if total and n_rejected / total > max_reject_share:
-            raise TooManyRejectsError(spec.name, n_rejected, total, max_reject_share, str(path))
-        del raw, typed
-        pa.default_memory_pool().release_unused()  # hand the reading buffers back before the next file
+        frames[spec.name], report[spec.name] = load_file(spec, data_dir, out_dir, accepted_keys, max_reject_share)
     return LoadResult(data=LoyaltyData(**frames), report=report)
+
+
+def input_folders(data_dir: Path, rejects_dir: Path | None) -> tuple[Path, Path]:
+    """(data folder, rejects folder): the rejects go beside the data unless told otherwise."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist")
+    return data_dir, Path(rejects_dir) if rejects_dir is not None else data_dir / "rejects"
+
+
+def load_file(
+    spec: FileSpec, data_dir: Path, out_dir: Path, accepted_keys: dict[str, pd.Series], max_reject_share: float
+) -> tuple[pd.DataFrame, FileReport]:
+    """One file read whole, typed and validated; its accepted ids join ``accepted_keys`` for later files."""
+    raw = _read(spec, data_dir)
+    typed, reasons = validate_cells(spec, raw.cells, accepted_keys, raw.unreadable)
+    if reasons.empty:
+        frame = typed
+    else:
+        keep = np.ones(len(typed), dtype=bool)
+        keep[reasons.index.to_numpy(dtype=np.int64)] = False
+        frame = typed.loc[keep].reset_index(drop=True)
+    remember_keys(spec, frame, accepted_keys)
+    total = len(raw.cells) + len(raw.malformed)
+    n_rejected = len(reasons) + len(raw.malformed)
+    path = rejects_path(spec, out_dir)
+    if n_rejected:
+        _write_rejects(path, raw, reasons)
+    elif path.exists():
+        path.unlink()
+    del raw, typed
+    pa.default_memory_pool().release_unused()  # hand the reading buffers back before the next file
+    return frame, file_report(spec, total, n_rejected, path, max_reject_share)
+
+
+def remember_keys(spec: FileSpec, frame: pd.DataFrame, accepted_keys: dict[str, pd.Series]) -> None:
+    """The accepted ids of ``frame``, which later files may refer to."""
+    for col in spec.columns:
+        if col.kind == Kind.ID and col.name in frame.columns:
+            accepted_keys[f"{spec.name}.{col.name}"] = frame[col.name]
+
+
+def rejects_path(spec: FileSpec, out_dir: Path) -> Path:
+    return out_dir / f"{spec.name}.rejects.csv"
+
+
+def file_report(spec: FileSpec, total: int, n_rejected: int, path: Path, max_reject_share: float) -> FileReport:
+    """The file's counts; ``TooManyRejectsError`` when its rejected share is above the threshold."""
+    if total and n_rejected / total > max_reject_share:
+        raise TooManyRejectsError(spec.name, n_rejected, total, max_reject_share, str(path))
+    return FileReport(spec.name, total, total - n_rejected, n_rejected, path if n_rejected else None)
 
 
 def write_report(report: dict[str, FileReport]) -> str:
@@ -122,13 +147,19 @@ def write_report(report: dict[str, FileReport]) -> str:
 
 
 def _write_rejects(path: Path, raw: _Raw, reasons: pd.Series) -> None:
-    rejects = raw.cells.loc[reasons.index].copy()
-    rejects[REASON] = reasons.to_numpy(dtype=object)
+    rejects = rejected_rows(raw.cells, reasons)
     if raw.malformed:
         lines = pd.DataFrame({REASON: raw.malformed})
         rejects = pd.concat([rejects, lines], ignore_index=True).fillna("")
     path.parent.mkdir(parents=True, exist_ok=True)
     rejects.to_csv(path, index=False)
+
+
+def rejected_rows(cells: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+    """The rejected rows as read, each with its reason."""
+    rejects = cells.loc[reasons.index].copy()
+    rejects[REASON] = reasons.to_numpy(dtype=object)
+    return rejects
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -145,30 +176,50 @@ def _read(spec: FileSpec, data_dir: Path) -> _Raw:
     raise DataError(f"{spec.name}: missing input file; expected {csv_path} or {parquet_path}")
 
 
-def _read_csv(spec: FileSpec, path: Path) -> _Raw:
+def csv_header(spec: FileSpec, path: Path) -> list[str]:
+    """The checked column names of a CSV file's first line."""
     with path.open("rb") as fh:
         first = fh.readline()
     header_text = first.decode("utf-8-sig", errors="replace")
     if not header_text.strip():
         raise DataError(f"{spec.name}: {path.name} is empty; its first line must name the columns")
     header = [name.strip() for name in next(csv.reader([header_text]))]
-    _check_header(spec, header)
-    malformed: list[str] = []
+    check_header(spec, header)
+    return header
+
+
+def csv_options(
+    header: list[str], malformed: list[str], cell_type: pa.DataType = pa.large_string()
+) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions, pa_csv.ConvertOptions]:
+    """How every CSV of the contract is parsed: each cell as text (``cell_type``); lines with the wrong
+    number of cells are skipped and described in ``malformed``."""
 
     def skip(row: pa_csv.InvalidRow) -> str:
         malformed.append(f"line has {row.actual_columns} cells, expected {row.expected_columns}: {row.text[:80]!r}")
         return "skip"
 
+    return (
+        pa_csv.ReadOptions(column_names=header, skip_rows=1),
+        pa_csv.ParseOptions(invalid_row_handler=skip),
+        pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(header, cell_type),  # large_string is what pandas holds: no copy
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _read_csv(spec: FileSpec, path: Path) -> _Raw:
+    header = csv_header(spec, path)
+    malformed: list[str] = []
+    read_options, parse_options, convert_options = csv_options(header, malformed)
+
     def parse(source: Path | io.BytesIO) -> pa.Table:
         return pa_csv.read_csv(
             source,
-            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=skip),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.large_string() for name in header},  # what pandas holds: no copy
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
             memory_pool=pa.system_memory_pool(),  # returns large buffers to the OS once a file is done
         )
 
@@ -181,17 +232,17 @@ def _read_csv(spec: FileSpec, path: Path) -> _Raw:
         # Not UTF-8: decode with replacement characters, then reject the rows that hold one.
         malformed.clear()
         table = parse(io.BytesIO(path.read_bytes().decode("utf-8", errors="replace").encode("utf-8")))
-        unreadable = _replacement_reasons(table)
+        unreadable = replacement_reasons(table)
     return _Raw(table.to_pandas(), unreadable, malformed)
 
 
-def _replacement_reasons(table: pa.Table) -> pd.Series:
+def replacement_reasons(table: pa.Table) -> pd.Series:
     parts = []
     for name in table.column_names:
         hit = table.column(name).to_pandas().str.contains("\ufffd", regex=False).to_numpy(dtype=bool)
         if hit.any():
             parts.append(pd.Series(f"{name}: not valid UTF-8 text", index=np.flatnonzero(hit), dtype=object))
-    return _merge_reasons(parts)
+    return merge_reasons(parts)
 
 
 def _read_parquet(spec: FileSpec, path: Path) -> pd.DataFrame:
@@ -199,7 +250,12 @@ def _read_parquet(spec: FileSpec, path: Path) -> pd.DataFrame:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{spec.name}: {path.name} cannot be read as Parquet: {exc}") from exc
-    _check_header(spec, table.column_names)
+    check_header(spec, table.column_names)
+    return parquet_cells(spec, table)
+
+
+def parquet_cells(spec: FileSpec, table: pa.Table) -> pd.DataFrame:
+    """Every cell of a Parquet table as the text a CSV would hold."""
     kinds = {c.name: c.kind for c in spec.columns}
     return pd.DataFrame({name: _as_text(table.column(name), kinds.get(name)) for name in table.column_names})
 
@@ -230,7 +286,7 @@ def _as_text(column: pa.ChunkedArray, kind: Kind | None) -> pd.Series:
     return column.cast(pa.string()).to_pandas().fillna("").astype(str)
 
 
-def _check_header(spec: FileSpec, header: list[str]) -> None:
+def check_header(spec: FileSpec, header: list[str]) -> None:
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -244,14 +300,14 @@ def _check_header(spec: FileSpec, header: list[str]) -> None:
 # -- validation ---------------------------------------------------------------------------------
 
 
-def _merge_reasons(parts: list[pd.Series]) -> pd.Series:
+def merge_reasons(parts: list[pd.Series]) -> pd.Series:
     """One '; '-joined reason per rejected row, indexed by row number in ascending order."""
     if not parts:
         return pd.Series(dtype=object)
     return pd.concat(parts).groupby(level=0, sort=True).agg("; ".join)
 
 
-def _validate(
+def validate_cells(
     spec: FileSpec, raw: pd.DataFrame, keys: dict[str, pd.Series], unreadable: pd.Series
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Typed columns of the file plus a reason per rejected row (index = row number)."""
@@ -271,7 +327,7 @@ def _validate(
             raise DataError(f"{spec.name}.{col.name} refers to {col.references}, which is not loaded before it")
         values = typed[col.name]
         unknown = ~_isin(values, known) & values.notna().to_numpy() & ~bad_cells[col.name]
-        problems += _problem(unknown, f"{col.name}: unknown {col.references.split('.')[0]}, ", values)
+        problems += problem_rows(unknown, f"{col.name}: unknown {col.references.split('.')[0]}, ", values)
     for check in spec.checks:
         problems += _CHECKS[check](typed, bad_cells)
     rejected = np.zeros(n, dtype=bool)
@@ -281,8 +337,8 @@ def _validate(
         dup = np.zeros(n, dtype=bool)
         kept = [typed[name][~rejected] if rejected.any() else typed[name] for name in spec.key]
         dup[~rejected] = _repeated(kept)
-        problems += _problem(dup, f"{'+'.join(spec.key)}: duplicate of an earlier row, ", typed[spec.key[0]])
-    return pd.DataFrame(typed), _merge_reasons([unreadable, *problems] if len(unreadable) else problems)
+        problems += problem_rows(dup, f"{'+'.join(spec.key)}: duplicate of an earlier row, ", typed[spec.key[0]])
+    return pd.DataFrame(typed), merge_reasons([unreadable, *problems] if len(unreadable) else problems)
 
 
 def _strictly_increasing(column: pd.Series) -> bool:
@@ -293,7 +349,7 @@ def _strictly_increasing(column: pd.Series) -> bool:
     return bool(pc.all(later).as_py())
 
 
-def _problem(mask: Mask, reason: str, shown: pd.Series | None = None, quote: bool = True) -> list[Problem]:
+def problem_rows(mask: Mask, reason: str, shown: pd.Series | None = None, quote: bool = True) -> list[Problem]:
     """The reason for each row in ``mask``, followed by its offending value when ``shown`` is given;
     built for the bad rows only."""
     if not mask.any():
@@ -344,14 +400,14 @@ def _parse_column(col: Column, cells: pd.Series) -> tuple[pd.Series, Mask, list[
         empty = (text.str.strip() == "").to_numpy(dtype=bool)
     values, invalid, why = _PARSERS[col.kind](col, text, empty)
     invalid = invalid & ~empty
-    problems = _problem(invalid, f"{col.name}: {why}, ", text)
+    problems = problem_rows(invalid, f"{col.name}: {why}, ", text)
     bad = invalid.copy()
     if not col.nullable:
-        problems += _problem(empty, f"{col.name}: must not be empty")
+        problems += problem_rows(empty, f"{col.name}: must not be empty")
         bad |= empty
     if col.minimum is not None and col.kind in (Kind.INT, Kind.FLOAT):
         below = (values < col.minimum).to_numpy(dtype=bool) & ~bad
-        problems += _problem(below, f"{col.name}: must be >= {col.minimum:g}, ", text, quote=False)
+        problems += problem_rows(below, f"{col.name}: must be >= {col.minimum:g}, ", text, quote=False)
         bad |= below
     return values, bad, problems
 

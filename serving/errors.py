@@ -42,7 +42,10 @@ def _field_problems(errors: Sequence[Any]) -> list[dict[str, str]]:
         loc = [str(part) for part in e.get("loc", ())]
         location = loc[0] if loc else "request"
         name = ".".join(loc[1:]) or location
-        problems.append({"field": name, "location": location, "message": str(e.get("msg", "invalid"))})
+        message = str(e.get("msg", "invalid"))
+        if e.get("type") == "json_invalid":  # its loc ends with the character position, not a field
+            name, message = "body", f"{message} at character {loc[-1] if len(loc) > 1 else 0}"
+        problems.append({"field": name, "location": location, "message": message})
     return problems
 
 
@@ -53,28 +56,39 @@ async def _validation(_: Request, exc: Exception) -> Response:
     return error_response(422, "invalid_request", message, problems)
 
 
-async def _domain(_: Request, exc: Exception) -> Response:
+def _retry_after(request: Request) -> dict[str, str]:
+    """A 503's ``Retry-After``: when a client (keeping its events) should try again."""
+    settings = getattr(request.app.state, "settings", None)
+    return {"Retry-After": str(getattr(settings, "retry_after_s", 2))}
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
     if isinstance(exc, MemberNotFoundError):
         return error_response(404, "member_not_found", str(exc))
     if isinstance(exc, NotPublishedError):
-        return error_response(503, "not_published", str(exc))
+        return error_response(503, "not_published", str(exc), headers=_retry_after(request))
     if isinstance(exc, StoreError):
-        return error_response(503, "store_unavailable", str(exc))
+        return error_response(503, "store_unavailable", str(exc), headers=_retry_after(request))
     return error_response(500, "internal_error", str(exc))
 
 
-async def _redis(_: Request, exc: Exception) -> Response:
-    return error_response(503, "store_unavailable", f"Redis is not reachable: {type(exc).__name__}")
+async def _redis(request: Request, exc: Exception) -> Response:
+    return error_response(
+        503, "store_unavailable", f"Redis is not reachable: {type(exc).__name__}", headers=_retry_after(request)
+    )
 
 
 async def _unexpected(_: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; the server log has details")
 
 
-async def _http(_: Request, exc: Exception) -> Response:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = getattr(exc, "code", None) or _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    message = str(exc.detail)
+    if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):  # the router's own
+        message = f"no endpoint answers {request.method} at this path; the OpenAPI page lists them (/docs)"
+    return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
 def install(app: FastAPI) -> None:

@@ -87,10 +87,19 @@ class MemberOffers(BaseModel):
 
     member_id: str = Field(examples=["M000123"])
     version: str = Field(description="The published version that answered.", examples=["7"])
-    tier: str = Field(examples=["gold"])
+    tier: str | None = Field(
+        description="The member's tier; null only in a degraded answer for a member the server has not seen.",
+        examples=["gold"],
+    )
     channel: Channel
     on: date = Field(description="The day eligibility was judged for.")
     offers: list[RankedOfferOut]
+    degraded: str | None = Field(
+        None,
+        description="Absent when read from Redis; `redis-unavailable` when Redis was unreachable and the offers "
+        "come from the server's last good copy of the version (popular in tier, no contact caps).",
+        examples=[None],
+    )
 
 
 class ModelInfo(BaseModel):

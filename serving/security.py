@@ -1,6 +1,7 @@
 """API-key checks for routes: ``Depends(require_scope("events:write"))`` admits a request whose
 ``X-API-Key`` holds the scope, and answers 401 (no key, unknown key) or 403 (key lacks the scope)
-with a body that says which. Keys are never logged or echoed.
+with a body that says which. Keys are never logged or echoed. An admitted key then takes a token from
+its rate limit (``serving.ratelimit``): over it, 429 with ``Retry-After``.
 
 The key registry is loaded once: ``load_access(app)`` in the lifespan (a malformed ``OFFERS_API_KEYS``
 then fails start-up), or lazily on the first request otherwise.
@@ -8,8 +9,9 @@ then fails start-up), or lazily on the first request otherwise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request, Security
 from fastapi.security import APIKeyHeader
@@ -18,6 +20,8 @@ from starlette.responses import Response
 
 from recsys.access import ENV_VAR, ApiKey, KeyRegistry, Scope, load_key_registry
 from serving.errors import error_response
+from serving.limits import limits_of
+from serving.ratelimit import RateLimiter, rate_of
 from serving.schemas import ErrorBody
 
 HEADER = "X-API-Key"
@@ -33,11 +37,30 @@ class AccessDenied(HTTPException):
         self.code = code
 
 
+class RateLimited(HTTPException):
+    """429: the key used up its rate; ``Retry-After`` says when its next request is admitted."""
+
+    code = "rate_limited"
+
+    def __init__(self, holder: ApiKey, per_s: float, burst: int, wait_s: float) -> None:
+        retry = max(1, math.ceil(wait_s))
+        message = (
+            f"the API key '{holder.name}' is over its rate of {per_s:g} requests/s (burst {burst}); "
+            f"retry after {retry} s"
+        )
+        super().__init__(429, message, {"Retry-After": str(retry)})
+
+
 def access_responses(scope: Scope | str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the 401 and 403 a guarded route may answer."""
+    """OpenAPI entries for the 401, 403 and 429 a guarded route may answer."""
     return {
         401: {"model": ErrorBody, "description": f"No `{HEADER}` header, or a key this server does not know."},
         403: {"model": ErrorBody, "description": f"The key lacks the `{scope}` scope."},
+        429: {
+            "model": ErrorBody,
+            "description": "The key is over its request rate; `Retry-After` gives the seconds to wait.",
+            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+        },
     }
 
 
@@ -55,6 +78,15 @@ def _registry(request: Request) -> KeyRegistry:
     return registry
 
 
+def _limiter(request: Request) -> RateLimiter:
+    """The app's rate limiter, made on first use over the reader's Redis client."""
+    found = getattr(request.app.state, "rate_limiter", None)
+    if found is None:
+        reader = request.app.state.reader
+        found = request.app.state.rate_limiter = RateLimiter(reader.client, reader.keys, limits_of(request.app))
+    return cast(RateLimiter, found)
+
+
 def require_scope(scope: Scope | str) -> Callable[..., Coroutine[Any, Any, ApiKey]]:
     """A dependency admitting requests whose API key holds ``scope`` (``admin`` holds every scope)."""
     needed = Scope(scope)
@@ -70,6 +102,10 @@ def require_scope(scope: Scope | str) -> Callable[..., Coroutine[Any, Any, ApiKe
         if not holder.allows(needed):
             raise AccessDenied(403, "missing_scope", f"the API key '{holder.name}' lacks the scope {needed.value}")
         request.state.api_key = holder
+        wait = await _limiter(request).wait_needed(holder)
+        if wait > 0:
+            rate = rate_of(holder, limits_of(request.app))
+            raise RateLimited(holder, rate.per_s, rate.burst, wait)
         return holder
 
     return check

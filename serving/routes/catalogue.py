@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from recsys.access import Scope
 from recsys.catalogue_changes import OfferBody, aapply_changes
+from serving.body_guard import BODY_RESPONSES
 from serving.deps import ReaderDep
 from serving.schemas import ERROR_RESPONSES, example
 from serving.security import access_responses, require_scope
@@ -22,6 +23,7 @@ OfferId = Annotated[
     str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description="Offer id.", examples=["OF0107"])
 ]
 _RESPONSES = {
+    **BODY_RESPONSES,
     422: ERROR_RESPONSES[422],
     503: ERROR_RESPONSES[503],
     **access_responses(Scope.CATALOGUE_WRITE),

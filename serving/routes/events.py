@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from starlette.responses import Response
 
 from recsys.access import Scope
 from recsys.contacts import ContactPolicy, load_contact_policy
 from recsys.events import EventSettings, OfferEvent, arecord_events, load_event_settings, parse_events
+from serving.body_guard import BODY_RESPONSES
 from serving.deps import ReaderDep
 from serving.errors import error_response
 from serving.responses import OrjsonResponse
@@ -117,6 +118,32 @@ class EventsReport(BaseModel):
     errors: list[EventError]
 
 
+class EventsRefused(RootModel[EventsReport | ErrorBody]):
+    """A 422: the report when no event was accepted, or an error body when the body is no batch at all."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "received": 1,
+                    "accepted": 0,
+                    "duplicates": 0,
+                    "rejected": 1,
+                    "results": [],
+                    "errors": [{"index": 0, "field": "timestamp", "reason": "timestamp is before 2000-01-01"}],
+                },
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": "events: Field required",
+                        "fields": [{"field": "events", "location": "body", "message": "Field required"}],
+                    }
+                },
+            ]
+        }
+    )
+
+
 @router.post(
     "/events",
     status_code=202,
@@ -125,8 +152,16 @@ class EventsReport(BaseModel):
     description=__doc__,
     responses={
         207: {"model": EventsReport, "description": "Some events rejected (listed in errors); the others recorded."},
-        413: {"model": ErrorBody, "description": "More events than the batch limit; the message names it."},
-        422: {"model": EventsReport, "description": "No event accepted; errors lists each (or: the body is no batch)."},
+        400: BODY_RESPONSES[400],
+        413: {
+            "model": ErrorBody,
+            "description": "More events than the batch limit, or a body over OFFERS_MAX_BODY_BYTES; the message "
+            "names which.",
+        },
+        422: {
+            "model": EventsRefused,
+            "description": "No event accepted: the report lists each; or the body is no batch: an error body.",
+        },
         **access_responses(Scope.EVENTS_WRITE),
     },
     dependencies=[Depends(require_scope(Scope.EVENTS_WRITE))],

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, BackgroundTasks, Depends, Path
+from fastapi import APIRouter, BackgroundTasks, Depends
 from starlette.responses import Response
 
 from recsys.access import Scope
 from recsys.erasure import aerase_member, apurge_events
 from serving.deps import ReaderDep
+from serving.params import MemberIdPath
 from serving.schemas import ERROR_RESPONSES
 from serving.security import access_responses, require_scope
 
@@ -28,7 +27,7 @@ router = APIRouter(prefix="/v1/members", tags=["members"])
     dependencies=[Depends(require_scope(Scope.ADMIN))],
 )
 async def erase_member(
-    member_id: Annotated[str, Path(min_length=1, max_length=64, description="Loyalty member id.")],
+    member_id: MemberIdPath,
     reader: ReaderDep,
     background: BackgroundTasks,
 ) -> Response:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from recsys.access import Scope
 from recsys.catalogue import day_number
 from recsys.contacts import ContactState
 from recsys.decision import decide
+from recsys.errors import MemberNotFoundError, NotPublishedError, StoreError
 from recsys.tiers import TIER_LABELS
 from serving.deps import ReaderDep, SettingsDep
 from serving.errors import invalid_parameter
+from serving.fallback import DEGRADED, DEGRADED_HEADER, Fallback
+from serving.params import MemberIdPath, OnQuery, check_day
 from serving.responses import OrjsonResponse
 from serving.schemas import ERROR_RESPONSES, Channel, MemberOffers
 from serving.security import access_responses, require_scope
@@ -32,26 +35,46 @@ router = APIRouter(
     response_model=MemberOffers,
     summary="A member's offers, best first",
     description="Ranked offers the member may see now on the channel: tier, validity, budget, region and "
-    "channel rules applied before ranking. `limit` may not exceed the configured maximum (50 by default).",
+    "channel rules applied before ranking. `limit` may not exceed the configured maximum (50 by default). "
+    "While Redis is unreachable the answer comes from the last good copy of the served version (popular in "
+    "tier, eligibility as far as known), with `degraded` set and the header `X-Offers-Degraded`.",
     responses=ERROR_RESPONSES,
 )
 async def member_offers(
-    member_id: Annotated[str, Path(min_length=1, max_length=64, description="Loyalty member id.")],
+    member_id: MemberIdPath,
     request: Request,
     reader: ReaderDep,
     settings: SettingsDep,
     limit: Annotated[int | None, Query(ge=1, description="How many offers (default from settings).")] = None,
     channel: Annotated[Channel, Query(description="Where the offers will be shown.")] = Channel.APP,
-    on: Annotated[date | None, Query(description="Judge eligibility for this day (default: today, UTC).")] = None,
+    on: OnQuery = None,
 ) -> Response:
     if limit is None:
         limit = settings.default_limit
     elif limit > settings.max_limit:
         raise invalid_parameter("limit", f"Input should be less than or equal to {settings.max_limit}")
-    view = await reader.member(member_id)
-    record, catalogue = view.record, view.catalogue
     now = datetime.now(UTC)
-    day_of = on or now.date()
+    day_of = now.date() if on is None else check_day(on, now.date())
+    fallback: Fallback = request.app.state.fallback
+    try:
+        view = await reader.member(member_id)
+    except (MemberNotFoundError, NotPublishedError):
+        raise
+    except StoreError:  # Redis unreachable: the last good copy, marked degraded, rather than no offers
+        body = fallback.answer(
+            member_id,
+            channel=channel.value,
+            day=day_of,
+            now=now,
+            limit=limit,
+            contact_policy=request.app.state.contact_policy,
+            ranking_policy=request.app.state.ranking_policy,
+        )
+        if body is None:
+            raise
+        return OrjsonResponse(body, headers={DEGRADED_HEADER: DEGRADED})
+    fallback.seen(member_id, view)
+    record, catalogue = view.record, view.catalogue
     decision = decide(
         record,
         catalogue,

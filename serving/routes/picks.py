@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,6 +13,7 @@ from recsys.errors import NotPublishedError
 from recsys.picks import Cursor, page_rows, week_start
 from serving.deps import ReaderDep
 from serving.errors import error_response, invalid_parameter
+from serving.params import check_day
 from serving.responses import OrjsonResponse
 from serving.schemas import ERROR_RESPONSES, ErrorBody, WeeklyPicksPage
 from serving.security import access_responses, require_scope
@@ -42,7 +44,7 @@ MAX_PAGE = 1000
 async def weekly_picks(
     request: Request,
     reader: ReaderDep,
-    week: Annotated[str, Query(description="ISO week, e.g. 2026-W48.", examples=["2026-W48"])],
+    week: Annotated[str, Query(description="ISO week, e.g. 2026-W48 (at most a year away).", examples=["2026-W48"])],
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Members per page.")] = MAX_PAGE,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
 ) -> Response:
@@ -50,6 +52,7 @@ async def weekly_picks(
         start = week_start(week)
     except ValueError as exc:
         raise invalid_parameter("week", str(exc)) from exc
+    check_day(start.date(), datetime.now(UTC).date(), "week")
     if cursor is None:
         position = Cursor(await reader.served_version(), 0)
     else:

@@ -3,10 +3,10 @@ their affinity from partner activity."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -26,6 +26,7 @@ from recsys.rewards import (
 from recsys.rules import eligible
 from serving.deps import ReaderDep
 from serving.errors import invalid_parameter
+from serving.params import MemberIdPath, OnQuery, check_day
 from serving.reader import MemberView
 from serving.responses import OrjsonResponse
 from serving.schemas import ERROR_RESPONSES, Channel
@@ -165,22 +166,23 @@ def _out(reward: Reward, c: Catalogue) -> dict[str, Any]:
     responses=ERROR_RESPONSES,
 )
 async def member_rewards(
-    member_id: Annotated[str, Path(min_length=1, max_length=64, description="Loyalty member id.")],
+    member_id: MemberIdPath,
     request: Request,
     reader: ReaderDep,
     limit: Annotated[int | None, Query(ge=1, description="How many rewards (default 10).")] = None,
     channel: Annotated[Channel, Query(description="Where the rewards will be shown.")] = Channel.APP,
-    on: Annotated[date | None, Query(description="Judge eligibility for this day (default: today, UTC).")] = None,
+    on: OnQuery = None,
 ) -> Response:
     settings = rewards_settings(request)
     if limit is None:
         limit = settings.default_limit
     elif limit > settings.max_limit:
         raise invalid_parameter("limit", f"Input should be less than or equal to {settings.max_limit}")
+    now = datetime.now(UTC)
+    day = now.date() if on is None else check_day(on, now.date())
     view = await reader.member(member_id)
     record, c = view.record, view.catalogue
-    now = datetime.now(UTC)
-    base = eligible(c, tier=record.tier, country=record.country, day=day_number(on or now.date()), channel=channel)
+    base = eligible(c, tier=record.tier, country=record.country, day=day_number(day), channel=channel)
     policy: ContactPolicy = request.app.state.contact_policy
     allowed, _ = live_mask(base, c, ContactState.from_redis(view.contacts), view.live_redeemed, policy, now)
     affinity = _affinity(view)

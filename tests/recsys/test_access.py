@@ -72,3 +72,31 @@ def test_development_key_is_created_once_and_kept(tmp_path: Path) -> None:
     holder = load_key_registry({"OFFERS_API_KEYS": env_value}).lookup(key)
     assert holder is not None and holder.allows(Scope.CATALOGUE_WRITE)
     assert key not in env_value
+
+
+def test_a_key_may_carry_its_own_rate() -> None:
+    entries = key_entry("slow", "batch-job", ["picks:read"], rate_per_s=0.5, burst=3) | key_entry(
+        "plain", "app", ["offers:read"]
+    )
+    reg = KeyRegistry.parse(json.dumps(entries))
+    assert reg.lookup("slow") == ApiKey("batch-job", frozenset({Scope.PICKS_READ}), rate_per_s=0.5, burst=3)
+    plain = reg.lookup("plain")
+    assert plain is not None and plain.rate_per_s is None and plain.burst is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"rate_per_s": -1}, "rate_per_s must be a number >= 0"),
+        ({"rate_per_s": "fast"}, "rate_per_s must be a number >= 0"),
+        ({"rate_per_s": True}, "rate_per_s must be a number >= 0"),
+        ({"burst": 0}, "burst must be an integer >= 1"),
+        ({"burst": 2.5}, "burst must be an integer >= 1"),
+    ],
+)
+def test_a_malformed_rate_is_refused_naming_the_key(extra: dict[str, object], message: str) -> None:
+    entry = key_entry("k", "mobile-app", ["offers:read"])
+    entry[digest("k")] |= extra
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        KeyRegistry.parse(json.dumps(entry))
+    assert "mobile-app" in str(caught.value)

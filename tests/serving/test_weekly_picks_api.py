@@ -13,6 +13,7 @@ import redis
 from recsys.cache import Keys
 from recsys.contacts import ContactPolicy
 from recsys.decision import RankingPolicy
+from recsys.picks import week_start
 from recsys.settings import Settings
 from tests.conftest import running_api
 from tests.support.keys import auth
@@ -25,7 +26,7 @@ WEEK = "2026-W48"
 
 @pytest.fixture
 def bundle() -> ServingBundle:
-    made, _ = make_bundle(n_members=60)
+    made, _ = make_bundle(n_members=60, on=week_start(WEEK).date())  # validity windows around the week's Monday
     return made
 
 
