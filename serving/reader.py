@@ -49,6 +49,16 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class _VersionGone(StoreError):
+    """The version just read as served was removed meanwhile (a publish after a rollback dropped it)."""
+
+
+class _MissingIn(MemberNotFoundError):
+    def __init__(self, member_id: str, version: str) -> None:
+        super().__init__(member_id)
+        self.version = version
+
+
 def _not_published() -> NotPublishedError:
     return NotPublishedError("no version has been published yet; run `offers publish`")
 
@@ -73,6 +83,21 @@ class OfferReader:
         return _text(value)
 
     async def member(self, member_id: str) -> MemberView:
+        """The member as the served version has it. A version switched away and removed between two
+        reads of one request is read again from the version served then, so an answer always comes
+        wholly from one version and a switch never shows as a missing member."""
+        try:
+            return await self._member(member_id)
+        except _VersionGone:
+            return await self._member(member_id)
+        except _MissingIn as exc:
+            with _store_errors("reading the served version"):
+                now = await self.client.get(self.keys.current)
+            if now is None or _text(now) == exc.version:
+                raise
+            return await self._member(member_id)
+
+    async def _member(self, member_id: str) -> MemberView:
         keys, guess = self.keys, self._last_version
         with _store_errors("reading a member"):
             pipe = self.client.pipeline(transaction=False)
@@ -92,7 +117,7 @@ class OfferReader:
                 blob = await self.client.get(keys.member(version, member_id))
                 self._last_version = version
         if blob is None:
-            raise MemberNotFoundError(member_id)
+            raise _MissingIn(member_id, version)
         catalogue = await self.catalogue(version, int(replies[1] or 0))
         base = self._live_base.get(version, {})
         live = {o: n - base.get(o, 0) for o, n in redemption_counts(replies[3]).items() if n > base.get(o, 0)}
@@ -114,7 +139,7 @@ class OfferReader:
                 pipe.hgetall(self.keys.catalogue_overlay)
                 fields, overlay = await pipe.execute()
             if not fields:
-                raise StoreError(f"version {version} has no offers in Redis (removed while being read?)")
+                raise _VersionGone(f"version {version} has no offers in Redis (removed while being read?)")
             catalogue = await asyncio.to_thread(catalogue_from_hash, fields, overlay)
             raw_base = fields.get(LIVE_BASE_FIELD.encode())
             self._live_base[version] = {str(o): int(n) for o, n in orjson.loads(raw_base).items()} if raw_base else {}

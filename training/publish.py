@@ -11,10 +11,11 @@ Members erased on request (``Keys.erased_members``) are never written.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import socket
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -27,7 +28,6 @@ import redis
 from redis.cluster import RedisCluster
 from tqdm import tqdm
 
-from models.base import top_k
 from recsys.cache import (
     FLAG_CONSENT_EMAIL,
     FLAG_CONSENT_PERSONALISATION,
@@ -44,20 +44,25 @@ from recsys.profiles import TRAILER
 from recsys.rewards import partner_records
 from recsys.store import REDIS_ERRORS
 from training.bundle import ServingBundle
+from training.shards import MemberBatch, MemberWriter, OfferScoring, write_members
 
-MEMBERS_PER_PIPELINE = 2_000
 LOCK_TTL_MS = 120_000
 LOCK_REFRESH_S = 10.0
 SCAN_COUNT = 2_000  # keys one cleanup step looks at (a Lua step blocks Redis for a few ms at most)
 UNLINK_BATCH = 1_000
 MAX_OFFERS = np.iinfo(np.uint16).max  # candidates are stored as uint16 offer indices
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 _REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return false
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -159,17 +164,41 @@ def _rollback(client: redis.Redis, keys: Keys) -> str:
     return previous
 
 
+def _owner_gone(token: str) -> bool:
+    """Whether a lock token (``host:pid:random``) names a process of this host that no longer runs."""
+    host, _, rest = token.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
 class _Lock:
-    """The publish lock: SET NX with an expiry, refreshed while writing, released by its owner only."""
+    """The publish lock: SET NX with an expiry, refreshed while writing, released by its owner only.
+    The token names the owner's host and process, so a publish on the same host takes over at once
+    the lock of one that was killed; elsewhere the lock expires ``LOCK_TTL_MS`` after its last refresh."""
 
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.client, self.key = client, key
-        self.token = secrets.token_hex(16)
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         if not client.set(key, self.token, nx=True, px=LOCK_TTL_MS):
-            ttl = client.pttl(key)
-            raise PublishError(
-                f"a publish is running (lock {key} held, {max(ttl, 0) / 1000:.0f} s left); wait for it to finish"
-            )
+            held = _text(client.get(key) or b"")
+            if not (
+                _owner_gone(held)
+                and client.register_script(_TAKE_OVER)(keys=[key], args=[held, self.token, LOCK_TTL_MS])
+            ):
+                ttl = client.pttl(key)
+                owner = f" by {held.rsplit(':', 1)[0]}" if held.count(":") == 2 else ""
+                raise PublishError(
+                    f"a publish is running (lock {key} held{owner}, {max(ttl, 0) / 1000:.0f} s left); "
+                    "wait for it to finish"
+                )
         self._refresh = client.register_script(_REFRESH)
         self._refreshed = time.monotonic()
 
@@ -194,8 +223,11 @@ def publish(
     versions_kept: int = 2,
     show_progress: bool = False,
     now: datetime | None = None,
+    writer: MemberWriter = write_members,
 ) -> PublishResult:
-    """Write ``bundle`` as a new version and serve it; see the module docstring for the guarantees."""
+    """Write ``bundle`` as a new version and serve it; see the module docstring for the guarantees.
+    ``writer`` scores and writes the members' records: in this process by default, or spread over
+    workers (``training.publish_ray``); offers, meta and the switch stay here."""
     if versions_kept < 1:
         raise PublishError("versions_kept must be at least 1 (the served version)")
     if candidates < 1:
@@ -213,7 +245,7 @@ def publish(
             kept = set(kept_versions(client, keys)) | {served_version(client, keys) or ""}
             _unlink_versions(client, keys, kept | {version}, keep=True, lock=lock)  # left by a crashed publish
             members, written = _write_version(
-                client, keys, version, bundle, candidates, lock, show_progress, published_at=published_at
+                client, keys, version, bundle, candidates, lock, show_progress, published_at=published_at, writer=writer
             )
             _switch(client, keys, version, versions_kept, lock)
         finally:
@@ -239,6 +271,7 @@ def _write_version(
     show_progress: bool,
     *,
     published_at: str,
+    writer: MemberWriter = write_members,
 ) -> tuple[int, int]:
     """Offers, meta and member records of a new version, meta status=complete last; returns
     (members written, bytes written). Members erased on request are left out."""
@@ -253,7 +286,7 @@ def _write_version(
     client.hset(keys.version_meta(version), mapping=cast(Any, meta))
     erased = _erased(client, keys)
     chosen = np.flatnonzero(~np.isin(bundle.member_ids.astype(str), list(erased)))
-    written += _write_members(client, keys, version, bundle, chosen, k, lock, show_progress)
+    written += _write_members(client, keys, version, bundle, chosen, k, lock, show_progress, writer)
     late = (_erased(client, keys) - erased) & set(bundle.member_ids.astype(str).tolist())
     if late:  # erased while this version was written, before it joined the kept list
         client.unlink(*(keys.member(version, m) for m in late))
@@ -413,19 +446,9 @@ def _write_member_index(client: redis.Redis, keys: Keys, version: str, member_id
     return len(chunks)
 
 
-def _write_members(
-    client: redis.Redis,
-    keys: Keys,
-    version: str,
-    bundle: ServingBundle,
-    chosen: npt.NDArray[np.intp],
-    k: int,
-    lock: _Lock,
-    show_progress: bool,
-) -> int:
-    """Write the records (``k`` candidates each) of the bundle's members at rows ``chosen``; returns
-    the bytes written."""
-    n_members = len(chosen)
+def _member_batch(keys: Keys, version: str, bundle: ServingBundle, chosen: npt.NDArray[np.intp], k: int) -> MemberBatch:
+    """The records (``k`` candidates each) of the bundle's members at rows ``chosen``, profile fields
+    filled; embedding and candidates are filled where they are scored (``training.shards``)."""
     dtype = member_record_dtype(bundle.n_factors, k)
     if bundle.profiles is not None:  # each record followed by the member's profile trailer
         dtype = np.dtype(dtype.descr + TRAILER.descr)
@@ -438,59 +461,28 @@ def _write_members(
         trailer = bundle.profiles.trailer(chosen, consented)
         for name in TRAILER.names or ():
             records[name] = trailer[name]
-    popular_ids, popular_scores = top_k(np.asarray(bundle.popular_by_tier, dtype=np.float32), k)
-    offer_factors_t = np.ascontiguousarray(bundle.offer.factors.T, dtype=np.float32)
-    offer_bias = np.asarray(bundle.offer.bias, dtype=np.float32)
-    member_keys = [keys.member(version, str(mid)).encode() for mid in bundle.member_ids[chosen]]
-    cluster = isinstance(client, RedisCluster)
-    written = 0
-    size = dtype.itemsize
-    # the next chunk is scored while the previous one travels to Redis (numpy and sockets release the GIL)
-    with (
-        tqdm(total=n_members, unit="member", desc=f"publish v{version}", disable=not show_progress) as bar,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-writer") as writer,
-    ):
-        sending: Future[None] | None = None
-        for start in range(0, n_members, MEMBERS_PER_PIPELINE):
-            stop = min(start + MEMBERS_PER_PIPELINE, n_members)
-            chunk = records[start:stop]
-            mine = personal[start:stop]
-            rows = chosen[start:stop][mine]
-            if len(rows):
-                scores = bundle.member.factors[rows] @ offer_factors_t
-                scores += offer_bias[None, :]
-                scores += bundle.member.bias[rows, None]
-                ids, top = top_k(scores.astype(np.float32, copy=False), k)
-                chunk["candidates"][mine] = ids
-                chunk["scores"][mine] = np.clip(top, -FLOAT16_MAX, FLOAT16_MAX)
-                chunk["factors"][mine] = np.clip(bundle.member.factors[rows], -FLOAT16_MAX, FLOAT16_MAX)
-                chunk["bias"][mine] = bundle.member.bias[rows]
-            tiers = chunk["tier"][~mine].astype(np.intp)
-            chunk["candidates"][~mine] = popular_ids[tiers]
-            chunk["scores"][~mine] = np.clip(popular_scores[tiers], -FLOAT16_MAX, FLOAT16_MAX)
-            raw = chunk.tobytes()
-            values = [raw[i : i + size] for i in range(0, len(raw), size)]
-            if sending is not None:
-                sending.result()
-                bar.update(MEMBERS_PER_PIPELINE)
-            sending = writer.submit(_write_chunk, client, member_keys[start:stop], values, cluster)
-            written += len(raw)
-            lock.keep()
-        if sending is not None:
-            sending.result()
-        bar.update(n_members - bar.n)
-    return written
+    return MemberBatch(
+        keys=[keys.member(version, str(mid)).encode() for mid in bundle.member_ids[chosen]],
+        records=records,
+        personal=personal,
+        factors=bundle.member.factors[chosen],
+        bias=bundle.member.bias[chosen],
+    )
 
 
-def _write_chunk(client: redis.Redis, names: list[bytes], values: list[bytes], cluster: bool) -> None:
-    """One round trip per chunk: MSET on a single server; SETs grouped by node in a cluster."""
-    pipe = client.pipeline(transaction=False)
-    if cluster:
-        for name, value in zip(names, values, strict=True):
-            pipe.set(name, value)
-    else:
-        flat: list[bytes] = [b""] * (2 * len(names))
-        flat[0::2] = names
-        flat[1::2] = values
-        pipe.execute_command("MSET", *flat)
-    pipe.execute()
+def _write_members(
+    client: redis.Redis,
+    keys: Keys,
+    version: str,
+    bundle: ServingBundle,
+    chosen: npt.NDArray[np.intp],
+    k: int,
+    lock: _Lock,
+    show_progress: bool,
+    writer: MemberWriter,
+) -> int:
+    """Score and write the bundle's members at rows ``chosen`` with ``writer``; returns the bytes written."""
+    batch = _member_batch(keys, version, bundle, chosen, k)
+    scoring = OfferScoring.of(bundle.offer.factors, bundle.offer.bias, bundle.popular_by_tier, k)
+    with tqdm(total=len(chosen), unit="member", desc=f"publish v{version}", disable=not show_progress) as bar:
+        return writer(client, batch, scoring, lock.keep, bar.update)

@@ -1,0 +1,117 @@
+"""The in-process copy answers come from while Redis is down: what it copies, when, and what it keeps
+of members (against a real Redis; the outage itself is in ``test_faults.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from recsys.cache import Keys
+from recsys.catalogue_changes import apply_changes
+from recsys.contacts import ContactPolicy
+from recsys.decision import RankingPolicy
+from recsys.store import RedisEndpoint
+from serving.fallback import Fallback, keep_refreshed
+from serving.reader import OfferReader
+from tests.support.serving_bundle import make_bundle, today
+from training.publish import publish
+
+WAIT_S = 20.0
+
+
+def _offers(fallback: Fallback, member: str, limit: int = 10) -> dict[str, Any] | None:
+    return fallback.answer(
+        member,
+        channel="app",
+        day=today(),
+        now=datetime.now(UTC),
+        limit=limit,
+        contact_policy=ContactPolicy(),
+        ranking_policy=RankingPolicy(),
+    )
+
+
+def _ids(body: dict[str, Any] | None) -> list[str]:
+    assert body is not None
+    return [str(o["offer_id"]) for o in body["offers"]]
+
+
+def test_refresh_copies_the_catalogue_with_the_takedowns_of_its_time(
+    redis_endpoint: RedisEndpoint, redis_client: redis.Redis, keys: Keys
+) -> None:
+    publish(redis_client, make_bundle()[0], keys=keys)
+
+    async def run() -> tuple[list[str], list[str], list[str], bool]:
+        client = await redis_endpoint.aconnect()
+        try:
+            reader, fallback = OfferReader(client, keys), Fallback(100)
+            nothing_yet = _offers(fallback, "m0002") is None  # no copy taken: the caller answers 503
+            await fallback.refresh(reader)
+            before = _ids(_offers(fallback, "m0002"))
+            apply_changes(redis_client, keys, {before[0]: None})  # take the top offer down
+            stale = _ids(_offers(fallback, "m0002"))
+            await fallback.refresh(reader)
+            return before, stale, _ids(_offers(fallback, "m0002")), nothing_yet
+        finally:
+            await client.aclose()
+
+    before, stale, after, nothing_yet = asyncio.run(run())
+    assert nothing_yet and before
+    assert stale == before  # as of the last refresh
+    assert before[0] not in after and after
+
+
+def test_the_background_refresh_follows_a_new_version(
+    redis_endpoint: RedisEndpoint, redis_client: redis.Redis, keys: Keys
+) -> None:
+    first = publish(redis_client, make_bundle(seed=1)[0], keys=keys).version
+
+    async def run() -> list[str]:
+        client = await redis_endpoint.aconnect()
+        reader, fallback = OfferReader(client, keys), Fallback(100)
+        task = asyncio.create_task(keep_refreshed(fallback, reader, 0.05))
+        seen: list[str] = []
+        try:
+            for expected in (first, await asyncio.to_thread(_publish_again, redis_client, keys)):
+                deadline = asyncio.get_running_loop().time() + WAIT_S
+                while (fallback.snapshot is None or fallback.snapshot.version != expected) and (
+                    asyncio.get_running_loop().time() < deadline
+                ):
+                    await asyncio.sleep(0.01)
+                assert fallback.snapshot is not None
+                seen.append(fallback.snapshot.version)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.aclose()
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen == [first, str(int(first) + 1)]
+
+
+def _publish_again(client: redis.Redis, keys: Keys) -> str:
+    return publish(client, make_bundle(seed=2)[0], keys=keys).version
+
+
+def test_members_are_remembered_up_to_the_bound(
+    redis_endpoint: RedisEndpoint, redis_client: redis.Redis, keys: Keys
+) -> None:
+    publish(redis_client, make_bundle()[0], keys=keys)
+
+    async def run() -> list[object]:
+        client = await redis_endpoint.aconnect()
+        try:
+            reader, fallback = OfferReader(client, keys), Fallback(2)
+            for member in ("m0002", "m0003", "m0004"):  # gold, platinum, diamond
+                fallback.seen(member, await reader.member(member))
+            return [(_offers(fallback, m) or {}).get("tier") for m in ("m0002", "m0003", "m0004")]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == [None, "platinum", "diamond"]  # the oldest was forgotten
