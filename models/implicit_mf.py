@@ -1,4 +1,4 @@
-"""Matrix factorisation from ``implicit`` (CPU): alternating least squares and Bayesian personalised ranking.
+"""Matrix factorisation from ``implicit``: alternating least squares and Bayesian personalised ranking.
 
 ALS reads the weighted evidence as confidence (Hu, Koren and Volinsky): ``c = 1 + alpha * |w|`` with
 preference 1 where ``w > 0`` and 0 where ``w < 0``, so a dismissal raises the confidence that the member
@@ -6,7 +6,9 @@ does not want the offer instead of breaking the solver (implicit takes a negativ
 that). BPR learns from which offers a member responded to positively; it ignores weights and dismissals.
 Fits are single-BLAS-threaded (``threadpool_limits``) as implicit asks. For a fixed ``random_state``
 ALS repeats exactly with any ``num_threads`` (each row is solved on its own); BPR only with
-``num_threads=1``, since its parallel SGD updates shared offer factors without locks.
+``num_threads=1``, since its parallel SGD updates shared offer factors without locks. With
+``device="cuda"`` the fit runs on implicit's GPU models (``models.devices``); the factors are copied back
+to the host, so everything after the fit (export, fold-in, saving) is the same as on the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from threadpoolctl import threadpool_limits
 
 from models.base import Embeddings, FloatArray, Recommender, TrainingSet
+from models.devices import host, resolve_device
 from recsys.errors import ModelError
 
 BoolArray = npt.NDArray[np.bool_]
@@ -174,6 +177,7 @@ class ImplicitALS(_ImplicitFamily):
         "iterations": 15,
         "random_state": 42,
         "num_threads": 2,
+        "device": "cpu",  # cpu, cuda or auto (cuda when implicit.gpu.HAS_CUDA)
     }
 
     def _implicit(self) -> AlternatingLeastSquares:
@@ -188,16 +192,28 @@ class ImplicitALS(_ImplicitFamily):
                 random_state=self.params["random_state"],
             )
 
+    def _implicit_gpu(self) -> Any:
+        from implicit.gpu.als import AlternatingLeastSquares as GpuAlternatingLeastSquares
+
+        return GpuAlternatingLeastSquares(
+            factors=int(self.params["factors"]),
+            regularization=float(self.params["regularization"]),
+            alpha=1.0,
+            iterations=int(self.params["iterations"]),
+            random_state=self.params["random_state"],
+        )
+
     def fit(self, data: TrainingSet, *, show_progress: bool = False) -> Self:
         matrix = confidence(data.interactions, float(self.params["alpha"]))
-        model = self._implicit()
+        on_gpu = resolve_device(str(self.params["device"]), self.family) == "cuda"
+        model = self._implicit_gpu() if on_gpu else self._implicit()
         try:
             with threadpool_limits(1, "blas"):
                 model.fit(matrix, show_progress=show_progress)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"ALS could not be fitted: {exc}") from exc
-        factors = np.asarray(model.item_factors, dtype=np.float32)
-        self._set(np.asarray(model.user_factors), factors, np.zeros(len(factors), np.float32), data)
+        factors = host(model.item_factors)
+        self._set(host(model.user_factors), factors, np.zeros(len(factors), np.float32), data)
         return self
 
     def _fold_in(self, interactions: sp.csr_matrix) -> FloatArray:
@@ -222,25 +238,30 @@ class ImplicitBPR(_ImplicitFamily):
         "iterations": 300,
         "random_state": 42,
         "num_threads": 2,
+        "device": "cpu",  # cpu, cuda or auto (cuda when implicit.gpu.HAS_CUDA)
     }
 
     def fit(self, data: TrainingSet, *, show_progress: bool = False) -> Self:
         positive = sp.csr_matrix(data.interactions > 0, dtype=np.float32)
         positive.sort_indices()
+        shared = {
+            "factors": int(self.params["factors"]),
+            "learning_rate": float(self.params["learning_rate"]),
+            "regularization": float(self.params["regularization"]),
+            "iterations": int(self.params["iterations"]),
+            "random_state": self.params["random_state"],
+        }
         with threadpool_limits(1, "blas"):
-            model = BayesianPersonalizedRanking(
-                factors=int(self.params["factors"]),
-                learning_rate=float(self.params["learning_rate"]),
-                regularization=float(self.params["regularization"]),
-                iterations=int(self.params["iterations"]),
-                num_threads=int(self.params["num_threads"]),
-                random_state=self.params["random_state"],
-            )
+            if resolve_device(str(self.params["device"]), self.family) == "cuda":
+                from implicit.gpu.bpr import BayesianPersonalizedRanking as GpuBayesianPersonalizedRanking
+
+                model: Any = GpuBayesianPersonalizedRanking(**shared)
+            else:
+                model = BayesianPersonalizedRanking(**shared, num_threads=int(self.params["num_threads"]))
             try:
                 model.fit(positive, show_progress=show_progress)
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"BPR could not be fitted: {exc}") from exc
-        users = np.asarray(model.user_factors, dtype=np.float32)
-        items = np.asarray(model.item_factors, dtype=np.float32)
+        users, items = host(model.user_factors), host(model.item_factors)
         self._set(users[:, :-1], items[:, :-1], items[:, -1], data)
         return self

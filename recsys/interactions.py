@@ -25,6 +25,7 @@ from recsys.errors import DataError
 from recsys.features import FeatureSpace, align, before, decay, fit_features, latest, lookup, positions, utc
 
 POSITIVE_EVENTS = ("click", "redeem")
+EVIDENCE_SLICE_ROWS = 4_000_000  # events weighed at a time (about 100 MB of temporary arrays)
 
 
 class InteractionWeights(BaseModel):
@@ -79,24 +80,13 @@ def build_training_set(
     weights = weights or InteractionWeights()
     cutoff = until if until is not None else weights.as_of
     cutoff_utc = utc(cutoff) if cutoff is not None else None
-    events = before(data.offer_events, "timestamp", cutoff_utc)
+    events = data.offer_events
     as_of = cutoff_utc if cutoff_utc is not None else latest(events, data.stays, data.dining, data.partner_activity)
-
     member_index = pd.Index(data.members["member_id"])
     offer_index = pd.Index(data.offers["offer_id"])
     if not (member_index.is_unique and offer_index.is_unique):
         raise DataError("member and offer ids must be unique to build a training set")
-    rows = positions(member_index, events["member_id"])
-    cols = positions(offer_index, events["offer_id"])
-    kind = lookup(events["event"], weights.event_weights(), default=0.0).astype(np.float64)
-    value = kind * decay(events["timestamp"], as_of, weights.half_life_days)
-    keep = (rows >= 0) & (cols >= 0) & (value != 0)
-    interactions = sp.csr_matrix(
-        (value[keep], (rows[keep], cols[keep])), shape=(len(member_index), len(offer_index)), dtype=np.float64
-    )
-    interactions.sum_duplicates()
-    interactions.data[np.abs(interactions.data) < 1e-9] = 0.0  # a click and a dismissal may cancel out
-    interactions.eliminate_zeros()
+    interactions = evidence(events, member_index, offer_index, weights, until=cutoff_utc, as_of=as_of)
 
     if space is None:
         space, member_features, offer_features = fit_features(
@@ -132,12 +122,49 @@ def build_training_set(
     return training, space
 
 
+def evidence(
+    events: pd.DataFrame,
+    member_index: pd.Index,
+    offer_index: pd.Index,
+    weights: InteractionWeights,
+    *,
+    until: pd.Timestamp | None,
+    as_of: pd.Timestamp | None,
+    slice_rows: int = EVIDENCE_SLICE_ROWS,
+) -> sp.csr_matrix:
+    """Member x offer sum of decayed event weights (float64), events strictly before ``until``.
+
+    Events are weighed ``slice_rows`` at a time and only the non-zero (member, offer, value) triplets are
+    kept, so the temporary arrays stay small however long the history; the triplets are summed into the
+    matrix in event order, exactly as one pass over all events would."""
+    values, rows, cols = [], [], []
+    for start in range(0, max(len(events), 1), slice_rows):
+        part = before(events.iloc[start : start + slice_rows], "timestamp", until)
+        r = positions(member_index, part["member_id"])
+        c = positions(offer_index, part["offer_id"])
+        kind = lookup(part["event"], weights.event_weights(), default=0.0).astype(np.float64)
+        value = kind * decay(part["timestamp"], as_of, weights.half_life_days)
+        keep = (r >= 0) & (c >= 0) & (value != 0)
+        values.append(value[keep])
+        rows.append(r[keep].astype(np.int32))
+        cols.append(c[keep].astype(np.int32))
+    interactions = sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(member_index), len(offer_index)),
+        dtype=np.float64,
+    )
+    interactions.sum_duplicates()
+    interactions.data[np.abs(interactions.data) < 1e-9] = 0.0  # a click and a dismissal may cancel out
+    interactions.eliminate_zeros()
+    return interactions
+
+
 def holdout_positives(data: LoyaltyData, since: pd.Timestamp, until: pd.Timestamp | None = None) -> sp.csr_matrix:
     """Member x offer relevance for a time holdout: 1 where the member clicked or redeemed the offer in
     [since, until); rows and columns in the order of ``build_training_set``."""
     events = data.offer_events
     stamps = events["timestamp"]
-    mask = (stamps >= align(since, stamps)) & events["event"].astype(str).isin(POSITIVE_EVENTS).to_numpy()
+    mask = (stamps >= align(since, stamps)) & events["event"].isin(POSITIVE_EVENTS).to_numpy(dtype=bool)
     if until is not None:
         mask &= stamps < align(until, stamps)
     chosen = events.loc[mask]

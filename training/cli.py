@@ -74,13 +74,28 @@ def train(
     holdout_days: Annotated[int, typer.Option(min=1, help="Days of offer responses held out for evaluation.")] = 28,
     k: Annotated[int, typer.Option(min=1, help="Cut-off of the ranking metrics.")] = 10,
     trials: Annotated[int, typer.Option(min=0, help="Tuning trials before the fit (0: family defaults).")] = 0,
+    device: Annotated[
+        str, typer.Option(help="Where als and bpr fit: auto (a GPU when implicit can use one), cpu or cuda.")
+    ] = "auto",
 ) -> None:
     """Train, evaluate against the popularity baseline (and the oracle on synthetic data), register in MLflow."""
+    from models.devices import resolve_device
     from training.train import run_training
 
     try:
+        resolve_device(device, family)
+    except LoyaltyOffersError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from exc
+    try:
         run_training(
-            data, _settings(), family=family, holdout_days=holdout_days, k=k, tune_trials=trials, echo=typer.echo
+            data,
+            _settings(),
+            family=family,
+            holdout_days=holdout_days,
+            k=k,
+            tune_trials=trials,
+            echo=typer.echo,
+            device=device,
         )
     except LoyaltyOffersError as exc:
         raise _fail(exc) from exc
@@ -174,11 +189,16 @@ def benchmark(
 def publish(
     version: Annotated[str | None, typer.Option(help="Registered version (default: the champion).")] = None,
     previous: Annotated[bool, typer.Option(help="Switch back to the previously published version instead.")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Ray workers scoring and writing member shards (1: this process, no Ray).")
+    ] = 1,
 ) -> None:
     """Write a registered model version to Redis and switch serving to it atomically."""
     settings = _settings()
     if not previous:
-        _publish_champion(settings, version)
+        if workers > 1:
+            _require_ray()
+        _publish_champion(settings, version, workers=workers)
         return
     from recsys.cache import Keys
     from training.publish import rollback as switch_back
@@ -228,11 +248,20 @@ def rollback(
         _publish_champion(settings)
 
 
-def _publish_champion(settings: Settings, version: str | None = None) -> None:
+def _require_ray() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise typer.BadParameter(
+            "needs Ray, which is not installed: pip install 'loyalty-offers[scale]'", param_hint="--workers"
+        )
+
+
+def _publish_champion(settings: Settings, version: str | None = None, *, workers: int = 1) -> None:
     from training.release import publish_registered
 
     with _redis(settings) as endpoint:
-        result, _ = publish_registered(settings, endpoint, version)
+        result, _ = publish_registered(settings, endpoint, version, workers=workers)
     typer.echo(f"Published version {result.version}: {result.members:,} members, {result.offers:,} offers")
 
 
@@ -245,6 +274,8 @@ def serve(
     """Run the offers API under uvicorn."""
     import uvicorn
 
+    from serving.access_log import log_config
+
     settings = _settings()
     key = _dev_key(settings)
     if key:
@@ -256,7 +287,9 @@ def serve(
         port=port or settings.port,
         workers=workers or settings.workers,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+        access_log=False,  # it prints raw paths, member ids included; serving.access_log logs route templates
+        log_config=log_config(settings.log_level),
     )
 
 
@@ -272,6 +305,7 @@ def run(
     import uvicorn
 
     from recsys.store import open_redis
+    from serving.access_log import log_config
     from serving.app import create_app
     from training import tracking
     from training.generate import generate as run_generate
@@ -305,7 +339,15 @@ def run(
         f"Try:        curl {header}'http://{settings.host}:{port}/v1/members/{example}/offers?limit=10&channel=app'\n"
     )
     try:
-        uvicorn.run(create_app(served), host=settings.host, port=port, log_level=settings.log_level)
+        uvicorn.run(
+            create_app(served),
+            host=settings.host,
+            port=port,
+            log_level=settings.log_level,
+            access_log=False,
+            log_config=log_config(settings.log_level),
+            timeout_graceful_shutdown=settings.graceful_shutdown_s,
+        )
     finally:
         endpoint.close()
 
@@ -346,6 +388,7 @@ def export_events(
 def weekly_picks(
     week: Annotated[str, typer.Option(help="ISO week, e.g. 2026-W48.")],
     out: Annotated[Path, typer.Option(help="Output file: .csv, .jsonl or .parquet (one row per member and offer).")],
+    workers: Annotated[int, typer.Option(min=0, help="Processes deciding picks (0: one per CPU).")] = 0,
 ) -> None:
     """Every email-consented member's picks for a week, under the same rules as real time."""
     from recsys.cache import Keys
@@ -363,6 +406,8 @@ def weekly_picks(
                 out,
                 contact_policy=load_contact_policy(),
                 ranking_policy=load_ranking_policy(),
+                endpoint=endpoint,
+                workers=workers or os.cpu_count() or 1,
             )
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--week") from exc
@@ -392,8 +437,9 @@ def config() -> None:
     from recsys.events import EventSettings
     from recsys.rewards import RewardsSettings
     from recsys.settings import describe
+    from serving.limits import LimitSettings
 
-    for cls in (Settings, ContactPolicy, RankingPolicy, RewardsSettings, EventSettings):
+    for cls in (Settings, ContactPolicy, RankingPolicy, RewardsSettings, EventSettings, LimitSettings):
         typer.secho(f"# {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else cls.__name__}", bold=True)
         for env, default, meaning in describe(cls):
             typer.echo(f"{env:<40} {default:<14} {meaning}")
