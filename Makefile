@@ -48,7 +48,9 @@ test: $(STAMP) lint
 	bash scripts/ensure-services.sh
 	$(VENV)/bin/pytest -q
 
+# `make bench BENCH_ARGS=--quick` is the smoke run; see `python -m benchmarks.run --help` for sizes.
 bench: $(STAMP)
+	bash scripts/ensure-services.sh bench
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:

@@ -32,7 +32,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await client.aclose()
         raise NotPublishedError("the floor app needs a published version")
     app.state.client = client
-    app.state.prefix = keys.member(version.decode(), "\x00").split("\x00")[0]  # key of a member: prefix + id + "}"
+    served = version.decode() if isinstance(version, bytes) else str(version)
+    app.state.prefix = keys.member(served, "\x00").split("\x00")[0]  # key of a member: prefix + id + "}"
     try:
         yield
     finally:

@@ -1,10 +1,11 @@
 """Processes the benchmark starts and measures: a dedicated redis-server on a free loopback port, servers
 waited for by port, resident memory read from ``/proc``, and jobs timed with their own peak memory
-(``wait4``'s rusage of that one child, so jobs never blur into each other)."""
+(the child's own VmHWM, so jobs never blur into each other or into the benchmark's process)."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -21,6 +22,8 @@ import redis
 from recsys.errors import ConfigurationError
 
 START_TIMEOUT_S = 30.0
+PEAK_POLL_S = 0.02  # how often a running job's memory high-water mark is read
+TREE_EVERY = 5  # polls between two sums over the job's whole process tree
 
 
 def free_port() -> int:
@@ -50,6 +53,16 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         return 0
     return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a job's worker processes, theirs ...)."""
+    found, todo = [], [pid]
+    while todo:
+        below = children(todo.pop())
+        found += below
+        todo += below
+    return found
 
 
 def children(pid: int) -> list[int]:
@@ -83,19 +96,44 @@ class JobRun:
     output: str  # stdout
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """High-water mark of one process's resident memory since its exec (VmHWM), 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
 def run_job(command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> JobRun:
-    """Run one job to completion; its stderr goes to ours. Raises if it fails."""
+    """Run one job to completion; its stderr goes to ours. Raises if it fails.
+
+    The peak is the child's VmHWM, polled until it exits (``wait4``'s ru_maxrss would not do: Linux
+    carries the spawning process's high-water mark across exec into the child's), or, for a job that
+    starts worker processes, the most its whole process tree held at once, if that is more."""
     started = time.perf_counter()
+    peak = 0
     with tempfile.TemporaryFile() as out:
         process = subprocess.Popen(list(command), stdout=out, env=dict(env) if env else None, cwd=cwd)
-        _, status, usage = os.wait4(process.pid, 0)
+        for polls in itertools.count():
+            peak = max(peak, peak_rss_bytes(process.pid))
+            if polls % TREE_EVERY == 0:
+                tree = descendants(process.pid)
+                if tree:
+                    peak = max(peak, rss_bytes(process.pid) + sum(rss_bytes(p) for p in tree))
+            pid, status = os.waitpid(process.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(PEAK_POLL_S)
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")
     if process.returncode != 0:
         raise ConfigurationError(f"{' '.join(command[:4])} ... failed with exit status {process.returncode}")
-    return JobRun(seconds=seconds, peak_bytes=int(usage.ru_maxrss) * 1024, output=text)
+    return JobRun(seconds=seconds, peak_bytes=peak, output=text)
 
 
 def python() -> str:

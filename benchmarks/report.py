@@ -98,14 +98,14 @@ def _number(value: float | None, unit: str = "") -> str:
 
 def table(figures: list[Figure]) -> str:
     """A fixed-width table: figure, value, baseline, ratio, target, and whether it holds."""
-    header = f"{'figure':<34}{'value':>12} {'unit':<10}{'baseline':>12}  {'ratio':>7}  {'target':<26}{'holds':<5}"
+    header = f"{'figure':<34}{'value':>12} {'unit':<10}{'baseline':>12}  {'ratio':>7}  {'target':<40}{'holds':<5}"
     lines = [header, "-" * len(header)]
     for f in figures:
         ratio = f"{f.ratio:.2f}" if f.ratio is not None else "-"
         holds = "-" if f.meets is None else ("yes" if f.meets else "NO")
         lines.append(
             f"{f.name:<34}{_number(f.value, f.unit):>12} {f.unit:<10}{_number(f.baseline_value, f.unit):>12}  "
-            f"{ratio:>7}  {(f.target or ''):<26}{holds:<5}"
+            f"{ratio:>7}  {(f.target or ''):<40}{holds:<5}"
         )
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.bundle import product_bundle
 from benchmarks.procs import RedisServer, children, free_port, python, rss_bytes, stop, wait_port
 from benchmarks.report import Figure
 from models.base import Embeddings
@@ -39,13 +40,13 @@ from recsys.validation import load_dataset
 from training.bundle import ServingBundle
 from training.generate import generate
 from training.publish import publish
-from training.train import popular_by_tier, redeemed_counts
 
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "members.lua"
 OFFERS_PATH = "/v1/members/%s/offers?limit=10&channel=app"
 FLOOR_PATH = "/floor/%s"
 KEY_PREFIX = "lo"
 WARMUP_S = 2.0
+BENCH_KEY_RATE = 1e6  # requests per second allowed to the benchmark's API key
 
 
 @dataclass(frozen=True)
@@ -175,36 +176,27 @@ def build_bundle(data_dir: Path, setup: ServingSetup) -> ServingBundle:
     data = load_dataset(data_dir).data
     training, space = build_training_set(data)
     model = create("als", iterations=5).fit(training)
-    return ServingBundle(
-        member_ids=training.member_ids,
-        member=model.member_embeddings(),
-        offer_ids=training.offer_ids,
-        offer=model.offer_embeddings(),
-        members=data.members,
-        offers=data.offers,
-        partners=data.partners,
-        popular_by_tier=popular_by_tier(training),
-        redeemed=redeemed_counts(data, training.offer_ids),
-        meta={"model_name": "bench", "family": "als", "run_id": "bench", "trained_at": datetime.now(UTC).isoformat()},
-        feature_space_json=space.to_json(member_ids=False),
-    )
+    return product_bundle(data, training, space, model)
 
 
 def first_members(bundle: ServingBundle, n: int) -> ServingBundle:
     """The same model with only its first ``n`` members (the smaller published model)."""
     ids = bundle.member_ids[:n]
-    return ServingBundle(
+    profiles = bundle.profiles
+    if profiles is not None:
+        profiles = replace(
+            profiles,
+            brands=profiles.brands[:n],
+            brand_shares=profiles.brand_shares[:n],
+            partners=profiles.partners[:n],
+            partner_shares=profiles.partner_shares[:n],
+        )
+    return replace(
+        bundle,
         member_ids=ids,
         member=Embeddings(bundle.member.factors[:n], bundle.member.bias[:n], bundle.member.informed[:n]),
-        offer_ids=bundle.offer_ids,
-        offer=bundle.offer,
         members=bundle.members[bundle.members["member_id"].isin(pd.Index(ids))],
-        offers=bundle.offers,
-        partners=bundle.partners,
-        popular_by_tier=bundle.popular_by_tier,
-        redeemed=bundle.redeemed,
-        meta=bundle.meta,
-        feature_space_json=bundle.feature_space_json,
+        profiles=profiles,
     )
 
 
@@ -226,12 +218,15 @@ def add_contact_history(server: RedisServer, bundle: ServingBundle, share: float
             scores = bundle.member.factors[rows] @ bundle.offer.factors.T + bundle.offer.bias[None, :]
             top = np.argpartition(-scores, 3, axis=1)[:, :3]
             events = [
-                OfferEvent(
-                    member_id=str(bundle.member_ids[m]),
-                    offer_id=str(bundle.offer_ids[top[i, j]]),
-                    kind=kinds[int(rng.integers(0, len(kinds)))],
-                    channel="app",
-                    timestamp=now - pd.Timedelta(hours=int(rng.integers(1, 100))),
+                OfferEvent.model_validate(
+                    {
+                        "event_id": f"bench-{m}-{j}",
+                        "member_id": str(bundle.member_ids[m]),
+                        "offer_id": str(bundle.offer_ids[top[i, j]]),
+                        "kind": kinds[int(rng.integers(0, len(kinds)))],
+                        "channel": "app",
+                        "timestamp": now - pd.Timedelta(hours=int(rng.integers(1, 100))),
+                    }
                 )
                 for i, m in enumerate(rows)
                 for j in range(3)
@@ -256,7 +251,8 @@ def server_env(server: RedisServer, api_key: str, home: Path) -> dict[str, str]:
             "REDIS_URL": server.url,
             "OFFERS_KEY_PREFIX": KEY_PREFIX,
             "OFFERS_HOME": str(home),
-            "OFFERS_API_KEYS": json.dumps(key_entry(api_key, "bench", [Scope.OFFERS_READ])),
+            # the limiter runs on every request as in production, with a rate this load never reaches
+            "OFFERS_API_KEYS": json.dumps(key_entry(api_key, "bench", [Scope.OFFERS_READ], rate_per_s=BENCH_KEY_RATE)),
             "OFFERS_LOG_LEVEL": "warning",
             "OPENBLAS_NUM_THREADS": "1",
         }
@@ -287,13 +283,16 @@ class ServingResult:
     series: dict[str, Any]
 
 
-def bench_serving(setup: ServingSetup, server: RedisServer, workdir: Path, log: Any = print) -> ServingResult:
+def bench_serving(
+    setup: ServingSetup, server: RedisServer, workdir: Path, bundle: ServingBundle | None = None, log: Any = print
+) -> ServingResult:
+    """Load the API and the floor; ``bundle`` (else one built by ``build_bundle``) is the published model."""
     wrk = ensure_wrk()
     api_key = "bench_" + secrets.token_urlsafe(24)
     keys = Keys(KEY_PREFIX)
-    log(f"serving: building and publishing a model of {setup.members:,} members x {setup.offers:,} offers ...")
+    log(f"serving: publishing a model of {setup.members:,} members x {setup.offers:,} offers ...")
     started = time.perf_counter()
-    bundle = build_bundle(workdir / "data", setup)
+    bundle = bundle or build_bundle(workdir / "data", setup)
     small = first_members(bundle, min(setup.small_members, setup.members))
     server.flush()
     client = server.client()

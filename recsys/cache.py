@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from recsys.errors import StoreError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: candidates without their scores (recomputed from the embedding on read)
 # Field of ``Keys.version_offers``: JSON of the live redemption counters when the version was
 # published, so budgets count only what was redeemed after it on top of the published history.
 LIVE_BASE_FIELD = "live_redeemed_base"
@@ -113,6 +113,11 @@ class Keys:
         """Hash offer_id -> redemptions recorded live through the events API (for budgets)."""
         return f"{self.prefix}:{{ev}}:redeemed"
 
+    # -- abuse protection ---------------------------------------------------------------------
+    def rate_bucket(self, caller: str) -> str:
+        """Token bucket of one API key holder (fields tokens, ts), shared by every replica."""
+        return f"{self.prefix}:rate:{caller}"
+
 
 _HEADER = struct.Struct("<BBBB2sHiHHi")
 # format, tier, flags, pad, country (2 ASCII bytes), qualifying nights ytd, points balance,
@@ -125,8 +130,10 @@ FLAG_INFORMED = 4  # the member's embedding carries signal (history or features)
 
 @dataclass(frozen=True)
 class MemberRecord:
-    """What serving knows of one member in one version, packed to a few hundred bytes:
-    profile, embedding (float16) and precomputed candidates (uint16 offer index, float16 score)."""
+    """What serving knows of one member in one version, packed to a few hundred bytes: profile,
+    embedding (float16) and precomputed candidates (uint16 offer index, best first). The candidates'
+    scores are not stored: they are the embedding's dot products, recomputed on read for the few
+    kept, and leaving them out saves 2 bytes a candidate (a third of a record) in Redis."""
 
     tier: int
     country: str
@@ -139,7 +146,6 @@ class MemberRecord:
     factors: npt.NDArray[np.float16]
     bias: float
     candidates: npt.NDArray[np.uint16]
-    scores: npt.NDArray[np.float16]
 
     def pack(self) -> bytes:
         flags = (
@@ -166,7 +172,6 @@ class MemberRecord:
                 np.float32(self.bias).tobytes(),
                 self.factors.astype("<f2").tobytes(),
                 self.candidates.astype("<u2").tobytes(),
-                self.scores.astype("<f2").tobytes(),
             )
         )
 
@@ -184,8 +189,6 @@ class MemberRecord:
         factors = np.frombuffer(blob, "<f2", nf, off)
         off += 2 * nf
         candidates = np.frombuffer(blob, "<u2", nc, off)
-        off += 2 * nc
-        scores = np.frombuffer(blob, "<f2", nc, off)
         return cls(
             tier=tier,
             country=country.decode("ascii", "replace"),
@@ -198,7 +201,6 @@ class MemberRecord:
             factors=factors,
             bias=bias,
             candidates=candidates,
-            scores=scores,
         )
 
 
@@ -220,7 +222,6 @@ def member_record_dtype(n_factors: int, n_candidates: int) -> np.dtype[np.void]:
             ("bias", "<f4"),
             ("factors", "<f2", (n_factors,)),
             ("candidates", "<u2", (n_candidates,)),
-            ("scores", "<f2", (n_candidates,)),
         ]
     )
 

@@ -96,23 +96,21 @@ def _personalised(
     taken: npt.NDArray[np.bool_],
 ) -> list[Pick]:
     cand = record.candidates.astype(np.intp)
-    scores = record.scores.astype(np.float32)
-    inside = cand < catalogue.n_published
-    cand, scores = cand[inside], scores[inside]
-    keep = eligible[cand]
-    cand, scores = cand[keep][:limit], scores[keep][:limit]
+    cand = cand[cand < catalogue.n_published]
+    cand = cand[eligible[cand]][:limit]
     taken[cand] = True
-    can_score = record.factors.shape == (catalogue.n_factors,)
-    if not can_score:
-        extra = cand[:0]
-    elif len(cand) >= limit:
+    if record.factors.shape != (catalogue.n_factors,):  # cannot score: the published order stands
+        return [(int(i), float(-rank), PERSONALISED) for rank, i in enumerate(cand)]
+    member = record.factors.astype(np.float32)
+    # records keep candidates best first, without their scores: the few kept are rescored here
+    scores = catalogue.factors[cand] @ member + catalogue.bias[cand] + np.float32(record.bias)
+    if len(cand) >= limit:
         # offers added after publish are few: score them for everyone so new offers get a chance
         new = eligible[catalogue.n_published :] & catalogue.embedded[catalogue.n_published :]
         extra = np.flatnonzero(new) + catalogue.n_published
     else:
         extra = np.flatnonzero(eligible & ~taken & catalogue.embedded)
     if len(extra):
-        member = record.factors.astype(np.float32)
         extra_scores = catalogue.factors[extra] @ member + catalogue.bias[extra] + np.float32(record.bias)
         order = _top(extra_scores, limit)
         cand = np.concatenate([cand, extra[order]])

@@ -7,6 +7,7 @@
 # the reason. Quick when everything is already there (no apt-get call at all).
 #
 # Usage: scripts/ensure-services.sh        (the Makefile's `test` target runs it)
+#        scripts/ensure-services.sh bench  (`make bench`: Redis, redis-benchmark and wrk only)
 set -u
 
 PGHOST=${OFFERS_TEST_PGHOST:-127.0.0.1}
@@ -111,6 +112,12 @@ ensure_postgres() {
     fi
 }
 
+# wrk: the load generator of `make bench` and of its smoke test.
+ensure_wrk() {
+    have wrk || apt_install wrk || say "wrk is missing: make bench and its smoke test cannot load the API"
+}
+
 ensure_redis
-ensure_postgres
+ensure_wrk
+[ "${1:-}" = "bench" ] || ensure_postgres
 exit 0

@@ -10,11 +10,12 @@ from recsys.settings import Settings
 from serving.reader import OfferReader
 
 
-def get_settings(request: Request) -> Settings:
+# async, so FastAPI calls them on the event loop: a plain ``def`` dependency costs a thread-pool hop per request
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_reader(request: Request) -> OfferReader:
+async def get_reader(request: Request) -> OfferReader:
     return cast(OfferReader, request.app.state.reader)
 
 

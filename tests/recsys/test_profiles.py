@@ -52,7 +52,6 @@ def _record(n_factors: int = 4, n_candidates: int = 5) -> MemberRecord:
         factors=np.ones(n_factors, dtype=np.float16),
         bias=0.0,
         candidates=np.arange(n_candidates, dtype=np.uint16),
-        scores=np.zeros(n_candidates, dtype=np.float16),
     )
 
 

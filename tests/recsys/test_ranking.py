@@ -31,7 +31,8 @@ def catalogue(overlay: dict[str, dict[str, object] | None] | None = None) -> Cat
     ]
     factors = np.eye(N, 2, dtype=np.float32) * np.arange(N, dtype=np.float32)[:, None]  # only o1 is non-zero: (0, 1)
     popular = np.tile(np.arange(N, dtype=np.float32)[::-1], (5, 1))  # o0 most popular
-    return Catalogue.build(records, factors=factors, bias=np.zeros(N, np.float32), popular=popular, overlay=overlay)
+    bias = np.array([0, 0, 0, 0, 0, 9], dtype=np.float32)  # o5 scores 9.0 for any member (0 bias of theirs)
+    return Catalogue.build(records, factors=factors, bias=bias, popular=popular, overlay=overlay)
 
 
 def member(candidates: list[int], *, informed: bool = True, tier: int = 2, **extra: object) -> MemberRecord:
@@ -47,7 +48,6 @@ def member(candidates: list[int], *, informed: bool = True, tier: int = 2, **ext
         "factors": np.array([1.0, 2.0], dtype=np.float16),
         "bias": 0.0,
         "candidates": np.array(candidates, dtype=np.uint16),
-        "scores": np.linspace(9, 8, len(candidates)).astype(np.float16),
     } | extra
     return MemberRecord(**fields)  # type: ignore[arg-type]
 
@@ -128,7 +128,7 @@ def test_offer_added_without_embedding_only_fills_as_popular() -> None:
         "valid_to": "2025-12-31",
     }
     c = catalogue({"n": new})
-    record = member([5], scores=np.array([-50.0], dtype=np.float16))
+    record = member([5], bias=-50.0)  # the candidate scores -41: even so, the bare new offer comes after it
     ranked = rank(record, c, np.ones(len(c), dtype=bool), len(c), day=DAY)
     assert ids(c, ranked)[-1] == "n"
     assert ranked[-1].reasons[:2] == ("popular_in_tier", "new_offer")

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import redis
 
-from recsys.cache import Keys
+from recsys.cache import MEMBER_INDEX_CHUNK, Keys
 from recsys.contacts import ContactPolicy
 from recsys.decision import RankingPolicy
+from recsys.store import RedisEndpoint
 from tests.support.serving_bundle import make_bundle
 from training.publish import publish
 from training.weekly_picks import export_weekly_picks
@@ -44,3 +45,23 @@ def test_export_covers_each_consented_member_once_within_the_cap(
     assert rows.groupby("member_id")["rank"].max().max() <= 3
     assert not rows.duplicated(["member_id", "offer_id"]).any()
     assert version == "1"
+
+
+def test_worker_processes_write_what_one_process_writes(
+    redis_endpoint: RedisEndpoint, redis_client: redis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    bundle, _ = make_bundle(n_members=2 * MEMBER_INDEX_CHUNK + 500)  # three chunks of the member index
+    publish(redis_client, bundle, keys=keys)
+    policies = {"contact_policy": ContactPolicy(), "ranking_policy": RankingPolicy(), "show_progress": False}
+    one = export_weekly_picks(redis_client, keys, "2026-W48", tmp_path / "one.csv", **policies)  # type: ignore[arg-type]
+    spread = export_weekly_picks(
+        redis_client,
+        keys,
+        "2026-W48",
+        tmp_path / "spread.csv",
+        endpoint=redis_endpoint,
+        workers=2,
+        **policies,  # type: ignore[arg-type]
+    )
+    assert spread == one and one[1] > MEMBER_INDEX_CHUNK
+    assert (tmp_path / "spread.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
