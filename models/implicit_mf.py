@@ -237,7 +237,7 @@ class ImplicitBPR(_ImplicitFamily):
         "regularization": 0.05,
         "iterations": 300,
         "random_state": 42,
-        "num_threads": 2,
+        "num_threads": 1,  # repeatable by default (parallel SGD races); `offers train --threads N` for speed
         "device": "cpu",  # cpu, cuda or auto (cuda when implicit.gpu.HAS_CUDA)
     }
 

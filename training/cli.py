@@ -9,7 +9,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit's ALS is slower w
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -67,6 +67,22 @@ def generate(
     typer.echo(f"Wrote {out}")
 
 
+THREADS_HELP = (
+    "Threads of the fit (default: the family's, 1 for lightfm and bpr so that the same seed and data give the "
+    "same metrics; more threads fit faster but their lock-free updates make runs differ slightly)."
+)
+
+
+def _thread_params(family: str, threads: int | None) -> dict[str, Any] | None:
+    from models.families import default_params
+
+    if threads is None:
+        return None
+    if "num_threads" not in default_params(family):
+        raise typer.BadParameter(f"{family} has no threads to set", param_hint="--threads")
+    return {"num_threads": threads}
+
+
 @app.command()
 def train(
     data: DataDir = Path("data/sample"),
@@ -77,6 +93,7 @@ def train(
     device: Annotated[
         str, typer.Option(help="Where als and bpr fit: auto (a GPU when implicit can use one), cpu or cuda.")
     ] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP)] = None,
 ) -> None:
     """Train, evaluate against the popularity baseline (and the oracle on synthetic data), register in MLflow."""
     from models.devices import resolve_device
@@ -96,6 +113,7 @@ def train(
             tune_trials=trials,
             echo=typer.echo,
             device=device,
+            params=_thread_params(family, threads),
         )
     except LoyaltyOffersError as exc:
         raise _fail(exc) from exc
@@ -107,6 +125,7 @@ def tune(
     families: Annotated[str, typer.Option(help="Comma-separated families to tune.")] = "lightfm,als,bpr",
     trials: Annotated[int, typer.Option(min=1, help="Trials per family.")] = 20,
     holdout_days: Annotated[int, typer.Option(min=1, help="Days of offer responses held out for evaluation.")] = 28,
+    threads: Annotated[int | None, typer.Option(min=1, help=THREADS_HELP)] = None,
 ) -> None:
     """Tune each family on the training side only (nested MLflow runs), evaluate, and register each."""
     from training.train import run_training
@@ -118,7 +137,13 @@ def tune(
             typer.secho(f"== {family}", bold=True)
             results.append(
                 run_training(
-                    data, settings, family=family, holdout_days=holdout_days, tune_trials=trials, echo=typer.echo
+                    data,
+                    settings,
+                    family=family,
+                    holdout_days=holdout_days,
+                    tune_trials=trials,
+                    echo=typer.echo,
+                    params=_thread_params(family, threads),
                 )
             )
     except LoyaltyOffersError as exc:

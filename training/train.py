@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -342,6 +343,12 @@ def _tune(
 
     result = tune(family, train_ts, n_trials=trials, k=k, on_trial=log_trial, validation=validation)
     echo(f"Tuned {family} over {len(result.trials)} trials: validation nDCG@{k} {result.best_score:.4f}")
+    if not math.isnan(result.gain):
+        verdict = "kept the defaults: that is within the noise" if result.kept_defaults else "took the best trial"
+        gain = f"{result.gain:+.4f} ± {result.gain_se:.4f} (standard error)"
+        echo(f"  best trial's nDCG@{k} gain over the defaults {gain}; {verdict}")
+        mlflow.log_metrics({"tuning_gain": result.gain, "tuning_gain_se": result.gain_se})
+        mlflow.set_tag("tuning", "kept defaults" if result.kept_defaults else "best trial")
     return {**params, **result.best_params}
 
 

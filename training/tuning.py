@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import optuna
 import scipy.sparse as sp
 from optuna.distributions import BaseDistribution
@@ -27,7 +28,7 @@ from optuna.distributions import BaseDistribution
 from models.base import TrainingSet
 from models.families import ParamRange, create, default_params, search_space
 from recsys.errors import ModelError
-from training.metrics import ranking_metrics
+from training.metrics import ranking_metrics, user_metrics
 from training.split import holdout_per_user
 
 
@@ -74,6 +75,9 @@ class TuneResult:
     best_score: float
     trials: list[TrialResult]
     metric: str = "ndcg_at_10"
+    kept_defaults: bool = False  # the best trial's gain over the defaults was within the noise
+    gain: float = math.nan  # the best trial's mean per-member gain over the defaults on validation
+    gain_se: float = math.nan  # its standard error
 
 
 def _distribution(name: str, spec: ParamRange) -> BaseDistribution:
@@ -109,6 +113,14 @@ def _defaults_in(space: Mapping[str, BaseDistribution], defaults: Mapping[str, A
 
 def score_params(family: str, params: Mapping[str, Any], validation: Validation, *, k: int = 10) -> tuple[float, float]:
     """Fit ``family`` with ``params`` on the validation fit set; return (nDCG@k, fit seconds)."""
+    score, _, fit_s = _score(family, params, validation, k)
+    return score, fit_s
+
+
+def _score(
+    family: str, params: Mapping[str, Any], validation: Validation, k: int
+) -> tuple[float, npt.NDArray[np.float64], float]:
+    """(nDCG@k, each validation member's nDCG@k, fit seconds)."""
     model = create(family, **params)
     started = time.perf_counter()
     model.fit(validation.fit)
@@ -118,8 +130,16 @@ def score_params(family: str, params: Mapping[str, Any], validation: Validation,
         raise ModelError("the validation holdout is empty: every member has a single interaction")
     exclude = validation.exclude if validation.exclude is not None else validation.fit.interactions
     top, _ = model.recommend(members, k=k, exclude=exclude)
-    metrics = ranking_metrics(top, validation.relevant[members], k=k)
-    return metrics.ndcg, fit_s
+    relevant = validation.relevant[members]
+    return ranking_metrics(top, relevant, k=k).ndcg, user_metrics(top, relevant, k).ndcg, fit_s
+
+
+def _gain(best: npt.NDArray[np.float64], base: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Mean per-member gain of ``best`` over ``base`` and its standard error (paired, same members)."""
+    diff = best - base
+    if len(diff) < 2:
+        return float(diff.mean()) if len(diff) else 0.0, math.inf
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
 
 
 def tune(
@@ -134,10 +154,15 @@ def tune(
     holdout_fraction: float = 0.2,
     space: Mapping[str, ParamRange] | None = None,
     on_trial: Callable[[TrialResult], None] | None = None,
+    min_gain_se: float = 1.0,
 ) -> TuneResult:
     """TPE search over ``models.families.search_space(family)`` scored on a training-only holdout.
 
     At most ``n_trials`` trials (the defaults first); no new trial starts after ``timeout_s``.
+    The best trial replaces the defaults only if its mean per-member nDCG gain over them on the
+    validation members exceeds ``min_gain_se`` standard errors of that paired gain: a search over
+    many trials otherwise picks the luckiest one on a single validation window, which does not carry
+    over to new data.
     ``space`` replaces the family's ranges (same ``ParamRange`` form) for a one-off search.
     A trial that raises is recorded as failed and the search goes on; if every trial fails the
     first error is raised as ``ModelError``.
@@ -155,6 +180,8 @@ def tune(
     start_point = _defaults_in(ranges, defaults)
     if start_point:
         study.enqueue_trial(start_point, skip_if_exists=True)
+    per_member: dict[int, npt.NDArray[np.float64]] = {}
+    leading = -math.inf
 
     results: list[TrialResult] = []
     started = time.perf_counter()
@@ -164,7 +191,7 @@ def tune(
         trial = study.ask(fixed_distributions=ranges)
         params = dict(trial.params)
         try:
-            score, fit_s = score_params(family, {**defaults, **params}, validation, k=k)
+            score, members_ndcg, fit_s = _score(family, {**defaults, **params}, validation, k)
             if not math.isfinite(score):
                 raise ModelError(f"trial scored {score}")
         except _TRIAL_FAILURES as exc:  # a diverging trial must not end the search; it is recorded
@@ -173,6 +200,9 @@ def tune(
         else:
             study.tell(trial, score)
             result = TrialResult(number, params, score, fit_s, "complete")
+            if number == 0 or score > leading:  # only the defaults' and the leader's are kept
+                per_member = {n: v for n, v in per_member.items() if n == 0}
+                per_member[number], leading = members_ndcg, score
         results.append(result)
         if on_trial is not None:
             on_trial(result)
@@ -181,4 +211,10 @@ def tune(
     if not complete:
         raise ModelError(f"every {family} tuning trial failed; first: {results[0].error}")
     best = max(complete, key=lambda r: (r.score, -r.number))
-    return TuneResult(family, {**defaults, **best.params}, best.score, results, metric)
+    base = results[0] if start_point and results[0].state == "complete" else None
+    if base is None or best.number == base.number:
+        return TuneResult(family, {**defaults, **best.params}, best.score, results, metric)
+    gain, gain_se = _gain(per_member[best.number], per_member[base.number])
+    if gain <= min_gain_se * gain_se:  # within the noise of one validation window: keep the defaults
+        return TuneResult(family, defaults, base.score, results, metric, kept_defaults=True, gain=gain, gain_se=gain_se)
+    return TuneResult(family, {**defaults, **best.params}, best.score, results, metric, gain=gain, gain_se=gain_se)

@@ -40,8 +40,9 @@ def test_defaults_fill_in_what_is_not_given(family: str) -> None:
     assert default_params(family) is not default_params(family)
 
 
-def test_lightfm_defaults_use_two_threads() -> None:
-    assert default_params("lightfm")["num_threads"] == 2
+@pytest.mark.parametrize("family", ["lightfm", "bpr"])
+def test_lock_free_sgd_families_default_to_one_thread_so_that_runs_repeat(family: str) -> None:
+    assert default_params(family)["num_threads"] == 1
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

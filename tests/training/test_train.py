@@ -31,6 +31,13 @@ def test_train_logs_run_registers_version_and_beats_popularity(sample: Path, set
     assert result.metrics["ndcg_at_10"] >= 1.2 * result.baseline_metrics["ndcg_at_10"]
 
 
+def test_the_same_seed_and_data_give_the_same_metrics(sample: Path, settings: Settings) -> None:
+    first = run_training(sample, settings, show_progress=False, echo=lambda _: None)
+    second = run_training(sample, settings, show_progress=False, echo=lambda _: None)
+    assert first.run_id != second.run_id
+    assert second.metrics == first.metrics and second.baseline_metrics == first.baseline_metrics
+
+
 def test_second_training_does_not_steal_the_champion(sample: Path, settings: Settings) -> None:
     first = run_training(sample, settings, family="popularity", show_progress=False, echo=lambda _: None)
     second = run_training(sample, settings, family="als", show_progress=False, echo=lambda _: None)

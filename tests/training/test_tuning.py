@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from models.base import TrainingSet
 from models.families import ParamRange, default_params, search_space
-from training.tuning import TrialResult, score_params, space_of, tune, validation_split
+from training.tuning import TrialResult, _gain, score_params, space_of, tune, validation_split
 
 
 def _clustered(seed: int = 0, n_members: int = 160, n_offers: int = 90, clusters: int = 6) -> TrainingSet:
@@ -55,7 +55,7 @@ def test_space_covers_the_families_ranges(family: str) -> None:
 def test_tune_tries_defaults_first_and_returns_the_best(family: str) -> None:
     train = _clustered()
     seen: list[TrialResult] = []
-    result = tune(family, train, n_trials=4, seed=7, on_trial=seen.append)
+    result = tune(family, train, n_trials=4, seed=7, on_trial=seen.append, min_gain_se=0.0)
     assert seen == result.trials and len(seen) == 4
     defaults = default_params(family)
     assert seen[0].params == {name: defaults[name] for name in search_space(family)}
@@ -93,3 +93,25 @@ def test_a_given_space_replaces_the_familys_ranges() -> None:
     result = tune("als", _clustered(), n_trials=3, seed=0, space={"factors": ParamRange("int", 8, 24, step=8)})
     assert all(set(t.params) == {"factors"} and t.params["factors"] in (8, 16, 24) for t in result.trials)
     assert result.best_params["factors"] in (8, 16, 24)
+
+
+BPR_RATE = {"learning_rate": ParamRange("float", 0.01, 0.3, log=True)}
+
+
+def test_a_best_trial_within_the_noise_leaves_the_defaults() -> None:
+    train = _clustered()
+    taken = tune("bpr", train, n_trials=5, seed=0, space=BPR_RATE, min_gain_se=0.0)
+    assert taken.trials[0].params == {"learning_rate": 0.01}  # the defaults came first
+    assert taken.best_score > taken.trials[0].score and not taken.kept_defaults  # another trial did better
+    assert taken.best_params["learning_rate"] != 0.01 and 0 < taken.gain < taken.gain_se  # by less than its noise
+    kept = tune("bpr", train, n_trials=5, seed=0, space=BPR_RATE)  # the default rule: one standard error
+    assert kept.kept_defaults and kept.best_params == default_params("bpr")
+    assert kept.best_score == kept.trials[0].score and kept.gain == taken.gain
+
+
+def test_the_gain_is_paired_per_member() -> None:
+    base = np.array([0.0, 0.5, 1.0, 0.2])
+    gain, se = _gain(base + 0.1, base)
+    assert gain == pytest.approx(0.1) and se == pytest.approx(0.0, abs=1e-12)
+    gain, se = _gain(np.array([1.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0, 1.0]))
+    assert gain == 0.0 and se == pytest.approx(np.sqrt(4 / 3) / 2)  # differences +1, -1, +1, -1
