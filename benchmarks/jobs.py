@@ -248,6 +248,7 @@ class JobsSetup:
     e2e_sizes: tuple[int, ...] = E2E_SIZES
     offers: int = OFFERS
     families: tuple[str, ...] = ("als", "lightfm")
+    overhead_sizes: tuple[int, ...] | None = None  # sizes that also time the fits alone (None: every size)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per family, over the defaults
     seed: int = 7
 
@@ -257,6 +258,7 @@ class JobsSetup:
             "e2e_sizes": list(self.e2e_sizes),
             "offers": self.offers,
             "families": list(self.families),
+            "overhead_sizes": list(self.sizes if self.overhead_sizes is None else self.overhead_sizes),
             "params": self.params,
             "definitions": __doc__.split("Definitions (also in the JSON): ", 1)[1].split("\n\n")[0].replace("\n", " ")
             if __doc__
@@ -333,6 +335,8 @@ def bench_jobs(setup: JobsSetup, server: RedisServer, workdir: Path, log: Callab
             if family == setup.families[0]:
                 train_args += ["--dump", str(dump)]
             record(f"train.{family}", members, run_job(_child("train", *train_args), env=env))
+            if setup.overhead_sizes is not None and members not in setup.overhead_sizes:
+                continue
             record(
                 f"fit.{family}",
                 members,

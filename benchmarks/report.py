@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+COUNTED = ("req/s", "members/s", "SET/s", "B/member", "bytes", "requests", "responses", "errors", "answers", "events")
+"""Units printed as whole numbers."""
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -85,7 +88,7 @@ def write_json(path: Path, figures: list[Figure], **sections: Any) -> Path:
 def _number(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
-    if unit in ("req/s", "members/s", "SET/s", "B/member", "bytes") or abs(value) >= 1000:
+    if unit in COUNTED or abs(value) >= 1000:
         text = f"{value:,.0f}"
     elif abs(value) >= 100:
         text = f"{value:.0f}"

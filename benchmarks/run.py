@@ -1,9 +1,12 @@
 """``make bench`` (``python -m benchmarks.run``): serving against the floor app, the jobs at growing sizes
 against the raw libraries, and Redis's footprint against ``redis-benchmark``, all in one run on one
-dedicated redis-server; writes ``<out>/latest.json``, ``<out>/latest.md`` (the table) and the plots.
+dedicated redis-server, then the soak (``benchmarks.soak``: minutes at half the offers endpoint's
+capacity, publishes and a Redis restart, on a redis-server and an API of its own); writes
+``<out>/latest.json``, ``<out>/latest.md`` (the table) and the plots.
 
-``--quick`` is the smoke run (small sizes, short loads, well under two minutes): every section runs
-and writes its figures, but targets are reported as not assessed, since they are meant for full sizes.
+``--quick`` is the smoke run (small sizes, short loads, a 15-second soak without publishes, under two
+minutes): every section runs and writes its figures, but targets are reported as not assessed, since
+they are meant for full sizes.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from benchmarks.plots import write_plots
 from benchmarks.procs import redis_server
 from benchmarks.report import Figure, markdown, table, write_json
 from benchmarks.serving import ServingSetup, bench_serving, build_bundle
+from benchmarks.soak import SoakSetup, bench_soak
 
-SECTIONS = ("serving", "jobs", "footprint")
+SECTIONS = ("serving", "jobs", "footprint", "soak")
 QUICK_SERVING = ServingSetup(members=2_000, small_members=500, offers=300, seconds=2.0, repeats=1)
 QUICK_JOBS = JobsSetup(
     sizes=(2_000,),
@@ -34,6 +38,7 @@ QUICK_JOBS = JobsSetup(
     offers=300,
     params={"als": {"iterations": 3}, "lightfm": {"epochs": 2}},
 )
+QUICK_SOAK = SoakSetup(minutes=0.25, members=2_000, capacity_s=2.0, redis_down_s=1.0, publish_every_s=None)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -46,10 +51,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, among {','.join(SECTIONS)}")
     parser.add_argument("--sizes", type=_sizes, help=f"members of the job runs (default {','.join(map(str, SIZES))})")
     parser.add_argument("--e2e-sizes", type=_sizes, help="sizes that also time the end-to-end `offers train`")
+    parser.add_argument("--families", help="model families the jobs train (default als,lightfm)")
+    parser.add_argument(
+        "--overhead-sizes",
+        type=_sizes,
+        help="sizes at which the product's fit and the raw library's fit are also timed (default: every size)",
+    )
     parser.add_argument("--serving-members", type=int, help="members of the served model (default 100000)")
     parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 10)")
     parser.add_argument("--repeats", type=int, help="wrk runs per concurrency level and app (default 3)")
     parser.add_argument("--workers", type=int, help="uvicorn workers of the API and the floor alike (default 2)")
+    parser.add_argument(
+        "--soak-minutes", type=float, help="length of the soak (default 10; 0.25 without publishes with --quick)"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -65,6 +79,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def soak_setup(args: argparse.Namespace) -> SoakSetup:
+    soak = QUICK_SOAK if args.quick else SoakSetup()
+    return soak if args.soak_minutes is None else replace(soak, minutes=args.soak_minutes)
+
+
 def setups(args: argparse.Namespace) -> tuple[ServingSetup, JobsSetup]:
     serving = QUICK_SERVING if args.quick else ServingSetup()
     jobs = QUICK_JOBS if args.quick else JobsSetup()
@@ -74,6 +93,10 @@ def setups(args: argparse.Namespace) -> tuple[ServingSetup, JobsSetup]:
     serving = replace(serving, small_members=min(serving.small_members, serving.members))
     if args.sizes:
         jobs = replace(jobs, sizes=args.sizes)
+    if args.families:
+        jobs = replace(jobs, families=tuple(f.strip() for f in args.families.split(",") if f.strip()))
+    if args.overhead_sizes is not None:
+        jobs = replace(jobs, overhead_sizes=args.overhead_sizes)
     if args.e2e_sizes is not None:
         jobs = replace(jobs, e2e_sizes=args.e2e_sizes)
     elif not args.quick:
@@ -118,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 jobs = bench_jobs(jobs_setup, server, workdir / "jobs", log=_log)
                 figures += jobs.figures
                 sections["jobs"] = jobs.series
+        if "soak" in args.only:  # last, and on a redis-server of its own (it kills it half way)
+            soak = bench_soak(soak_setup(args), log=_log)
+            figures += soak.figures
+            sections["soak"] = soak.series
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.quick:  # the targets are for the full sizes: a smoke run reports, it does not judge

@@ -3,8 +3,10 @@ restart (SIGKILL, then start again on the same port) in the middle.
 
 Reports requests served, errors outside the degraded window (target 0), degraded answers, events
 acknowledged versus stored in the stream (must be equal: a refused event is kept by the client and sent
-again) and the API's memory at start and end. ``python -m benchmarks.soak [--minutes 10] [--rps N]``;
-without ``--rps`` the rate is half the capacity measured first. Writes ``benchmarks/results/soak.json``.
+again) and the API's memory at start and end. Part of ``make bench`` (section ``soak`` of
+``python -m benchmarks.run``, ``--soak-minutes``); on its own, ``python -m benchmarks.soak [--minutes 10]
+[--rps N]`` writes ``benchmarks/results/soak.json``. Without ``--rps`` the rate is half the capacity
+measured first.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +35,7 @@ import redis
 import uvloop
 
 from benchmarks.procs import free_port, python, redis_server_binary, rss_bytes, stop, wait_port
+from benchmarks.report import Figure
 from benchmarks.serving import run_wrk
 from recsys.access import Scope, key_entry
 from recsys.cache import Keys
@@ -52,6 +56,26 @@ REQUEST_TIMEOUT_S = 10.0
 LATE_S = 0.1
 PREFIX = "soak"
 MEMBERS = 20_000  # members of the synthetic bundles published (tests.support.serving_bundle)
+RSS_GROWTH_TARGET = 1.1  # API resident memory at the end at most this many times that at the start
+
+
+@dataclass(frozen=True)
+class SoakSetup:
+    minutes: float = 10.0
+    rps: float | None = None  # None: half the capacity measured first
+    members: int = MEMBERS
+    capacity_s: float = CAPACITY_S
+    redis_down_s: float = REDIS_DOWN_S
+    publish_every_s: float | None = PUBLISH_EVERY_S  # None: no publishes during the run
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SoakResult:
+    figures: list[Figure]
+    series: dict[str, Any]
 
 
 class Redis:
@@ -127,22 +151,22 @@ def _event(members: int, rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def _capacity(port: int, members: int) -> tuple[float, str]:
+def _capacity(port: int, members: int, seconds: float) -> tuple[float, str]:
     """Offers answered per second at ``CAPACITY_CONCURRENCY`` connections, by wrk when installed."""
     wrk = shutil.which("wrk")
     if wrk is None:
-        return asyncio.run(_capacity_python(f"http://127.0.0.1:{port}", members)), "python closed loop"
+        return asyncio.run(_capacity_python(f"http://127.0.0.1:{port}", members, seconds)), "python closed loop"
     path = "/v1/members/%s/offers"
-    run = run_wrk(wrk, port, path, members, API_KEY, CAPACITY_CONCURRENCY, CAPACITY_S, threads=2)
+    run = run_wrk(wrk, port, path, members, API_KEY, CAPACITY_CONCURRENCY, seconds, threads=2)
     if run.errors:
         raise ConfigurationError(f"{run.errors} errors while measuring capacity")
     return run.requests / run.seconds, "wrk"
 
 
-async def _capacity_python(base: str, members: int) -> float:
+async def _capacity_python(base: str, members: int, seconds: float) -> float:
     """Offers answered per second by a closed loop of ``CAPACITY_CONCURRENCY`` clients."""
     done = 0
-    deadline = time.perf_counter() + CAPACITY_S
+    deadline = time.perf_counter() + seconds
 
     async def worker(client: httpx.AsyncClient, seed: int) -> None:
         nonlocal done
@@ -270,34 +294,34 @@ def _events_body(event: dict[str, Any]) -> bytes:
 async def _faults(
     server: Redis,
     base: str,
-    keys: Keys,
-    minutes: float,
+    setup: SoakSetup,
     window: Window,
     publishes: list[dict[str, Any]],
 ) -> None:
-    """A publish every ``PUBLISH_EVERY_S`` (two bundles in turn) and one Redis kill and restart half way."""
+    """A publish every ``setup.publish_every_s`` (two bundles in turn) and one Redis kill and restart half way."""
     loop_start = time.monotonic()
-    restart_at = loop_start + minutes * 30
-    next_publish = loop_start + PUBLISH_EVERY_S
-    end = loop_start + minutes * 60
+    restart_at = loop_start + setup.minutes * 30
+    every = setup.publish_every_s
+    next_publish = loop_start + every if every else float("inf")
+    end = loop_start + setup.minutes * 60
     while time.monotonic() < end:
         now = time.monotonic()
         if window.down_at is None and now >= restart_at:
             server.kill()
             window.down_at = time.monotonic()
-            await asyncio.sleep(REDIS_DOWN_S)
+            await asyncio.sleep(setup.redis_down_s)
             server.start()
             async with httpx.AsyncClient(base_url=base, timeout=5) as http:
                 while (await http.get("/readyz")).status_code != 200:
                     await asyncio.sleep(0.05)
             window.ready_at = time.monotonic()
-        elif now >= next_publish:
-            next_publish += PUBLISH_EVERY_S
+        elif now >= next_publish and every:
+            next_publish += every
             began = time.monotonic()
             seed = 1 + len(publishes) % 2
             child = await asyncio.create_subprocess_exec(
                 python(), "-m", "benchmarks.soak", "--publish-seed", str(seed), "--publish-to", server.url,
-                stdout=asyncio.subprocess.PIPE,
+                "--publish-members", str(setup.members), stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
             out, _ = await child.communicate()
             publishes.append(
@@ -307,23 +331,25 @@ async def _faults(
         await asyncio.sleep(0.2)
 
 
-def _publish_one(url: str, seed: int) -> None:
+def _publish_one(url: str, seed: int, members: int) -> None:
     """The publish the soak runs every two minutes, in a process of its own (as ``offers publish`` runs)."""
     client = redis.Redis.from_url(url)
     try:
-        print(publish(client, _bundle(MEMBERS, seed), keys=Keys(PREFIX)).version)
+        print(publish(client, _bundle(members, seed), keys=Keys(PREFIX)).version)
     finally:
         client.close()
 
 
-def soak(minutes: float, rps: float | None) -> dict[str, Any]:
+def soak(setup: SoakSetup) -> dict[str, Any]:
+    """Runs the soak of ``setup`` on a redis-server and an API of its own; returns its figures (JSON)."""
+    minutes = setup.minutes
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         server = Redis(Path(tmp))
         server.start()
         api: subprocess.Popen[bytes] | None = None
         try:
             keys = Keys(PREFIX)
-            members = MEMBERS
+            members = setup.members
             store = redis.Redis.from_url(server.url)
             publish(store, _bundle(members, 0), keys=keys)
             port = free_port()
@@ -340,13 +366,13 @@ def soak(minutes: float, rps: float | None) -> dict[str, Any]:
             api = subprocess.Popen(command, env=env)
             wait_port(port, api)
             base = f"http://127.0.0.1:{port}"
-            capacity, measured_by = _capacity(port, members)
-            rate = rps or capacity / 2
+            capacity, measured_by = _capacity(port, members, setup.capacity_s)
+            rate = setup.rps or capacity / 2
             rss_start = rss_bytes(api.pid)
             tally, window, publishes = Tally(), Window(), list[dict[str, Any]]()
 
             async def run() -> list[dict[str, Any]]:
-                faults = asyncio.create_task(_faults(server, base, keys, minutes, window, publishes))
+                faults = asyncio.create_task(_faults(server, base, setup, window, publishes))
                 left = await _load(port, members, rate, minutes * 60, window, tally)
                 faults.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -378,7 +404,7 @@ def soak(minutes: float, rps: float | None) -> dict[str, Any]:
         "errors_outside_degraded_window": tally.errors_outside_window,
         "refusals_in_degraded_window": tally.errors_in_window,
         "degraded_window_s": round((window.ready_at or window.down_at) - window.down_at, 2),
-        "redis_down_s": REDIS_DOWN_S,
+        "redis_down_s": setup.redis_down_s,
         "events_acknowledged": tally.events_acknowledged,
         "events_stored": stored,
         "events_still_refused": len(left),
@@ -391,6 +417,80 @@ def soak(minutes: float, rps: float | None) -> dict[str, Any]:
     }
 
 
+def bench_soak(setup: SoakSetup, log: Callable[[str], None] = print) -> SoakResult:
+    """The soak as ``make bench``'s section: its figures (targets: no error outside the degraded window,
+    every acknowledged event stored, memory flat) and the whole result as the section's series."""
+    log(f"soak: {setup.minutes:g} min, one Redis restart half way ...")
+    found = soak(setup)
+    log(
+        f"soak: {found['requests']:,} requests at {found['achieved_rps']:,.0f} req/s, "
+        f"{found['errors_outside_degraded_window']} errors outside the degraded window, "
+        f"events {found['events_acknowledged']:,} acknowledged / {found['events_stored']:,} stored"
+    )
+    run = f"{setup.minutes:g} min at half the capacity"
+    figures = [
+        Figure(
+            name="soak.requests",
+            value=float(found["requests"]),
+            unit="requests",
+            label=f"sent over {run} ({found['offers_served']:,} offers answered)",
+        ),
+        Figure(
+            name="soak.rate",
+            value=float(found["achieved_rps"]),
+            unit="req/s",
+            label=f"achieved (scheduled {found['rate_rps']:,.1f})",
+            baseline=f"offers capacity ({found['capacity_measured_by']}, c={CAPACITY_CONCURRENCY})",
+            baseline_value=float(found["capacity_rps"]),
+        ),
+        Figure(
+            name="soak.errors_outside_degraded",
+            value=float(found["errors_outside_degraded_window"]),
+            unit="errors",
+            label="non-2xx or failed requests outside the window Redis was down",
+            target="= 0",
+            meets=found["errors_outside_degraded_window"] == 0,
+            lower_is_better=True,
+        ),
+        Figure(
+            name="soak.degraded",
+            value=float(found["degraded_answers"]),
+            unit="answers",
+            label=f"degraded offers answers (window {found['degraded_window_s']:.1f} s, Redis down "
+            f"{found['redis_down_s']:g} s; {found['refusals_in_degraded_window']} event posts refused with 503)",
+        ),
+        Figure(
+            name="soak.events_stored",
+            value=float(found["events_stored"]),
+            unit="events",
+            label="in the Redis stream after the run",
+            baseline="events acknowledged (202)",
+            baseline_value=float(found["events_acknowledged"]),
+            target="= 1.0 x acknowledged",
+            meets=found["events_stored"] == found["events_acknowledged"] and not found["events_still_refused"],
+        ),
+        Figure(
+            name="soak.offers_p99",
+            value=float(found["offers_p99_ms"]),
+            unit="ms",
+            label=f"offers latency over the run, publishes and outage included (p50 {found['offers_p50_ms']:.1f} ms)",
+            lower_is_better=True,
+        ),
+        Figure(
+            name="soak.rss_end",
+            value=float(found["api_rss_end_mib"]),
+            unit="MiB",
+            label="API resident memory at the end",
+            baseline="at the start (after the capacity run)",
+            baseline_value=float(found["api_rss_start_mib"]),
+            target=f"<= {RSS_GROWTH_TARGET:g} x start",
+            meets=found["api_rss_end_mib"] <= RSS_GROWTH_TARGET * found["api_rss_start_mib"],
+            lower_is_better=True,
+        ),
+    ]
+    return SoakResult(figures=figures, series={"setup": setup.as_json()} | found)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="Length of the run (default 10).")
@@ -398,11 +498,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="Where to write the figures (JSON).")
     parser.add_argument("--publish-to", help=argparse.SUPPRESS)  # the soak's own publishes, one per process
     parser.add_argument("--publish-seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--publish-members", type=int, default=MEMBERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish_to:
-        _publish_one(args.publish_to, args.publish_seed)
+        _publish_one(args.publish_to, args.publish_seed, args.publish_members)
         return
-    figures = soak(args.minutes, args.rps)
+    figures = soak(SoakSetup(minutes=args.minutes, rps=args.rps))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
     for name, value in figures.items():

@@ -118,6 +118,10 @@ class Keys:
         """Token bucket of one API key holder (fields tokens, ts), shared by every replica."""
         return f"{self.prefix}:rate:{caller}"
 
+    def auth_failures(self, address: str) -> str:
+        """Counter of one client address's failed authentications in the current window (expires with it)."""
+        return f"{self.prefix}:authfail:{address}"
+
 
 _HEADER = struct.Struct("<BBBB2sHiHHi")
 # format, tier, flags, pad, country (2 ASCII bytes), qualifying nights ytd, points balance,

@@ -18,6 +18,7 @@ from recsys.settings import Settings, get_settings
 from recsys.store import open_redis
 from serving import errors, security
 from serving.access_log import AccessLog
+from serving.auth_failures import FailedAuthLimit
 from serving.body_guard import BodyGuard
 from serving.fallback import Fallback, keep_refreshed
 from serving.headers import SecurityHeaders
@@ -74,6 +75,7 @@ def create_app(
     security.install(app)
     app.state.limit_settings = limits = load_limit_settings()
     app.add_middleware(BodyGuard, limits=limits)  # the last added runs first: headers, log, body checks
+    app.add_middleware(FailedAuthLimit, limits=limits)  # an address over it is refused before its body is read
     app.add_middleware(AccessLog)
     app.add_middleware(SecurityHeaders, limits=limits)
     for router in (

@@ -1,6 +1,7 @@
 """The smoke run of ``make bench`` (``--quick``): every section runs against the real parts (its own
-redis-server, the API and the floor under uvicorn loaded by wrk, the jobs as processes) and writes
-``latest.json``, the table and the plots. No speed is asserted here; the figures must be whole."""
+redis-server, the API and the floor under uvicorn loaded by wrk, the jobs as processes, a 15-second soak
+with a Redis restart) and writes ``latest.json``, the table and the plots. No speed is asserted here; the
+figures must be whole, and the soak loses no acknowledged event and answers no error while Redis is up."""
 
 from __future__ import annotations
 
@@ -73,6 +74,12 @@ def test_each_section_reports_beside_its_baseline(quick_run: tuple[Path, dict[st
         assert figures[f"jobs.{job}.peak.2k"]["value"] > 0
     for family in ("als", "lightfm"):
         assert figures[f"jobs.fit.{family}.2k"]["baseline"] == f"raw {family} fit"
+    assert figures["soak.requests"]["value"] > 0
+    assert figures["soak.rate"]["baseline_value"] > 0  # the capacity the soak's rate is half of
+    assert figures["soak.errors_outside_degraded"]["value"] == 0, "errors while Redis was up"
+    assert figures["soak.events_stored"]["value"] == figures["soak.events_stored"]["baseline_value"] > 0
+    assert figures["soak.rss_end"]["baseline_value"] > 0
+    assert doc["soak"]["degraded_window_s"] > 0  # Redis was killed and came back
 
 
 def test_the_run_records_how_it_ran(quick_run: tuple[Path, dict[str, Any], str]) -> None:
