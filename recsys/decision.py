@@ -25,7 +25,7 @@ from recsys.catalogue import Catalogue
 from recsys.contacts import ContactPolicy, ContactState, iso_week
 from recsys.errors import ConfigurationError
 from recsys.profiles import EMPTY_PROFILE, MemberProfile
-from recsys.ranking import RankedOffer, explain, rank
+from recsys.ranking import PERSONALISED, POPULAR_IN_TIER, RankedOffer, explain, ranked
 from recsys.rules import eligible, reachable
 from recsys.tiers import QUALIFYING_NIGHTS, Tier
 
@@ -134,14 +134,36 @@ def arbitrate(
     if not picks:
         return []
     idx = np.fromiter((p.index for p in picks), dtype=np.intp, count=len(picks))
-    propensity = 1.0 / np.log2(2.0 + np.arange(len(picks)))
+    kept, final = _arbitrate(idx, record, catalogue, day=day, limit=limit, policy=policy, rotation=rotation)
+    return [Chosen(picks[j].index, float(final[j]), picks[j].score, picks[j].reasons) for j in kept]
+
+
+def _arbitrate(
+    idx: npt.NDArray[np.intp],
+    record: MemberRecord,
+    catalogue: Catalogue,
+    *,
+    day: int,
+    limit: int,
+    policy: RankingPolicy,
+    rotation: Mapping[str, float],
+) -> tuple[list[int], npt.NDArray[np.float64]]:
+    """Positions in ``idx`` (offer indices, best first) that ``arbitrate`` keeps, in order, and every
+    position's decision score."""
+    propensity = 1.0 / np.log2(2.0 + np.arange(len(idx)))
     value = catalogue.value[idx].astype(np.float64)
     median = catalogue.value_median
     value_term = np.power(np.maximum(value / median, 1e-3), policy.value_weight)
     lever_term = np.power(np.maximum(catalogue.lever[idx].astype(np.float64), 1e-3), policy.lever_weight)
-    turn = np.array([rotation.get(str(catalogue.offer_ids[i]), 1.0) for i in idx]) if rotation else 1.0
+    turn: float | npt.NDArray[np.float64] = 1.0
+    if rotation:  # a few recently shown offers: looked up by offer index, not per pick by offer id
+        turn = np.ones(len(idx))
+        for offer, weight in rotation.items():
+            i = catalogue.index.get(offer)
+            if i is not None:
+                turn[idx == i] = weight
     final = propensity * value_term * lever_term * _boosts(record, catalogue, idx, day, policy) * turn
-    chosen: list[Chosen] = []
+    kept: list[int] = []
     per_brand: dict[int, int] = {}
     brands = catalogue.brand_code[idx].tolist()
     for j in np.argsort(-final, kind="stable").tolist():
@@ -149,10 +171,10 @@ def arbitrate(
         if per_brand.get(brand, 0) >= policy.max_per_brand:
             continue
         per_brand[brand] = per_brand.get(brand, 0) + 1
-        chosen.append(Chosen(picks[j].index, float(final[j]), picks[j].score, picks[j].reasons))
-        if len(chosen) == limit:
+        kept.append(j)
+        if len(kept) == limit:
             break
-    return chosen
+    return kept, final
 
 
 def decide(
@@ -179,9 +201,11 @@ def decide(
         return Decision([], 0)
     base = eligible(catalogue, tier=record.tier, country=record.country, day=day, channel=channel)
     mask, removed = live_mask(base, catalogue, contacts, live_redeemed, contact_policy, now)
-    picks = rank(record, catalogue, mask, limit * ranking_policy.pool_factor, day=day, reasons=False)
-    offers = arbitrate(
-        picks,
+    idx, scores, n_personalised = ranked(record, catalogue, mask, limit * ranking_policy.pool_factor)
+    if not len(idx):
+        return Decision([], removed)
+    kept, final = _arbitrate(
+        idx,
         record,
         catalogue,
         day=day,
@@ -189,9 +213,10 @@ def decide(
         policy=ranking_policy,
         rotation=contact_policy.rotation_weights(contacts, now),
     )
+    chosen = idx[kept].tolist()
     explained = explain(
-        [o.index for o in offers],
-        [o.reasons[0] for o in offers],
+        chosen,
+        [PERSONALISED if j < n_personalised else POPULAR_IN_TIER for j in kept],
         record,
         profile,
         catalogue,
@@ -199,7 +224,9 @@ def decide(
         points_expiring_days=ranking_policy.points_expiring_days,
         near_next_tier_share=ranking_policy.near_next_tier_share,
     )
+    model_scores, decision_scores = scores[kept].tolist(), final[kept].tolist()
     offers = [
-        Chosen(o.index, o.score, o.model_score, codes, why) for o, (codes, why) in zip(offers, explained, strict=True)
+        Chosen(i, score, model_score, codes, why)
+        for i, score, model_score, (codes, why) in zip(chosen, decision_scores, model_scores, explained, strict=True)
     ]
     return Decision(offers, removed)

@@ -72,20 +72,32 @@ def rank(
     without ``reasons``: callers that re-rank explain the offers they finally keep)."""
     if limit <= 0:
         return []
-    n = len(catalogue)
-    taken = np.zeros(n, dtype=bool)
-    picked: list[Pick] = []
-    if personalised(record):
-        picked = _personalised(record, catalogue, eligible, limit, taken)
-    if len(picked) < limit:
-        pool = np.flatnonzero(eligible & ~taken)
-        popularity = catalogue.popular[min(record.tier, len(catalogue.popular) - 1), pool]
-        order = _top(popularity, limit - len(picked))
-        picked += [(int(pool[i]), float(popularity[i]), POPULAR_IN_TIER) for i in order]
+    idx, scores, n_personalised = ranked(record, catalogue, eligible, limit)
+    sources = [PERSONALISED] * n_personalised + [POPULAR_IN_TIER] * (len(idx) - n_personalised)
+    picked: list[Pick] = list(zip(idx.tolist(), scores.tolist(), sources, strict=True))
     if not reasons:
         return [RankedOffer(i, s, (source,)) for i, s, source in picked]
     why = _reasons(picked, record, catalogue, day)
     return [RankedOffer(i, s, w) for (i, s, _), w in zip(picked, why, strict=True)]
+
+
+def ranked(
+    record: MemberRecord, catalogue: Catalogue, eligible: npt.NDArray[np.bool_], limit: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], int]:
+    """``rank`` as arrays, for the request path: offer indices and scores, best first, and how many lead
+    as personalised (the rest are popular in tier). No object per offer: ``decide`` keeps a quarter."""
+    taken = np.zeros(len(catalogue), dtype=bool)
+    idx, scores = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float64)
+    if personalised(record):
+        idx, scores = _personalised(record, catalogue, eligible, limit, taken)
+    n_personalised = len(idx)
+    if n_personalised < limit:
+        pool = np.flatnonzero(eligible & ~taken)
+        popularity = catalogue.popular[min(record.tier, len(catalogue.popular) - 1), pool]
+        order = _top(popularity, limit - n_personalised)
+        idx = np.concatenate([idx, pool[order]])
+        scores = np.concatenate([scores, popularity[order].astype(np.float64)])
+    return idx, scores, n_personalised
 
 
 def _personalised(
@@ -94,13 +106,13 @@ def _personalised(
     eligible: npt.NDArray[np.bool_],
     limit: int,
     taken: npt.NDArray[np.bool_],
-) -> list[Pick]:
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
     cand = record.candidates.astype(np.intp)
     cand = cand[cand < catalogue.n_published]
     cand = cand[eligible[cand]][:limit]
     taken[cand] = True
     if record.factors.shape != (catalogue.n_factors,):  # cannot score: the published order stands
-        return [(int(i), float(-rank), PERSONALISED) for rank, i in enumerate(cand)]
+        return cand, np.arange(0, -len(cand), -1, dtype=np.float64)  # 0, -1, -2 ... (not -0.0)
     member = record.factors.astype(np.float32)
     # records keep candidates best first, without their scores: the few kept are rescored here
     scores = catalogue.factors[cand] @ member + catalogue.bias[cand] + np.float32(record.bias)
@@ -118,7 +130,7 @@ def _personalised(
         best = np.argsort(-scores, kind="stable")[:limit]
         cand, scores = cand[best], scores[best]
     taken[cand] = True
-    return [(int(i), float(s), PERSONALISED) for i, s in zip(cand, scores, strict=True)]
+    return cand, scores.astype(np.float64)
 
 
 def _top(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.intp]:
@@ -197,37 +209,48 @@ def explain(
         )
         near = to_go > 0 and record.qualifying_nights_ytd >= threshold
         next_label = TIER_LABELS[tier + 1]
-    popular_top = _popular_top(c, tier)
+    # the per-offer facts for every chosen offer at once (numpy), then one pass to assemble the codes
+    idx = np.asarray(indices, dtype=np.intp)
+    none = [False] * len(idx)
+    exclusive = (c.min_tier[idx] == tier).tolist() if tier > _CLASSIC else none  # as the tier-exclusive boost
+    cost = c.points_cost[idx]
+    affordable = ((cost > 0) & (cost <= record.points_balance)).tolist() if expiring else none
+    earns = c.earns_qualifying_nights[idx].tolist() if near else none
+    popular = _popular_top(c, tier)[idx].tolist()
+    campaign = (c.lever[idx] > 1.0).tolist()
+    new = (idx >= c.n_published).tolist()
+    ending = (c.valid_to[idx] - day < ENDING_SOON_DAYS).tolist()
     out: list[Explained] = []
-    for i, source in zip(indices, sources, strict=True):
+    for j, (i, source) in enumerate(zip(idx.tolist(), sources, strict=True)):
         rec = c.records[i]
         codes = [source]
         details: dict[str, str] = {}
-        brand = str(rec.get("brand") or "")
-        if brand in brands:
-            codes.append(STAYED_BRAND)
-            details[STAYED_BRAND] = brand
-        partner = rec.get("partner_id")
-        if partner and partner in partners:
-            codes.append(PARTNER_AFFINITY)
-            details[PARTNER_AFFINITY] = str(rec.get("partner_name") or partner)
-        if int(c.min_tier[i]) == tier > _CLASSIC:  # as the tier-exclusive boost
+        if brands:
+            brand = str(rec.get("brand") or "")
+            if brand in brands:
+                codes.append(STAYED_BRAND)
+                details[STAYED_BRAND] = brand
+        if partners:
+            partner = rec.get("partner_id")
+            if partner and partner in partners:
+                codes.append(PARTNER_AFFINITY)
+                details[PARTNER_AFFINITY] = str(rec.get("partner_name") or partner)
+        if exclusive[j]:
             codes.append(TIER_EXCLUSIVE)
             details[TIER_EXCLUSIVE] = TIER_LABELS[tier]
-        cost = int(c.points_cost[i])
-        if expiring and 0 < cost <= record.points_balance:
+        if affordable[j]:
             codes.append(POINTS_EXPIRING)
             details[POINTS_EXPIRING] = expiry
-        if near and bool(c.earns_qualifying_nights[i]):
+        if earns[j]:
             codes.append(NEAR_NEXT_TIER)
             details[NEAR_NEXT_TIER] = f"{to_go} nights to {next_label}"
-        if source != POPULAR_IN_TIER and popular_top[i]:
+        if source != POPULAR_IN_TIER and popular[j]:
             codes.append(POPULAR_IN_TIER)
-        if float(c.lever[i]) > 1.0:
+        if campaign[j]:
             codes.append(CAMPAIGN)
-        if i >= c.n_published:
+        if new[j]:
             codes.append(NEW_OFFER)
-        if int(c.valid_to[i]) - day < ENDING_SOON_DAYS:
+        if ending[j]:
             codes.append(ENDING_SOON)
             details[ENDING_SOON] = str(rec.get("valid_to") or "")
         out.append((tuple(codes), details))

@@ -10,11 +10,11 @@ then fails start-up), or lazily on the first request otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from fastapi import FastAPI, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import FastAPI, Request
+from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -25,7 +25,7 @@ from serving.ratelimit import RateLimiter, rate_of
 from serving.schemas import ErrorBody
 
 HEADER = "X-API-Key"
-_api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="An API key issued to the caller.")
+KEY_DESCRIPTION = "An API key issued to the caller."
 
 
 class AccessDenied(HTTPException):
@@ -87,11 +87,19 @@ def _limiter(request: Request) -> RateLimiter:
     return cast(RateLimiter, found)
 
 
-def require_scope(scope: Scope | str) -> Callable[..., Coroutine[Any, Any, ApiKey]]:
-    """A dependency admitting requests whose API key holds ``scope`` (``admin`` holds every scope)."""
-    needed = Scope(scope)
+class ScopeCheck(SecurityBase):
+    """A dependency admitting requests whose API key holds ``scope`` (``admin`` holds every scope).
 
-    async def check(request: Request, key: str | None = Security(_api_key_header)) -> ApiKey:
+    It is the ``APIKeyHeader`` security scheme itself (OpenAPI documents it as one), reading the header on
+    its own: one dependency for FastAPI to solve a request instead of a scheme and a check beneath it."""
+
+    def __init__(self, scope: Scope | str) -> None:
+        self.needed = Scope(scope)
+        self.model = APIKey.model_validate({"in": APIKeyIn.header, "name": HEADER, "description": KEY_DESCRIPTION})
+        self.scheme_name = "APIKeyHeader"
+
+    async def __call__(self, request: Request) -> ApiKey:
+        key = request.headers.get(HEADER)
         if not key:
             raise AccessDenied(401, "missing_api_key", f"this endpoint needs an API key in the {HEADER} header")
         registry = _registry(request)
@@ -99,6 +107,7 @@ def require_scope(scope: Scope | str) -> Callable[..., Coroutine[Any, Any, ApiKe
         if holder is None:
             hint = "" if len(registry) else f" (no keys are configured: set {ENV_VAR})"
             raise AccessDenied(401, "unknown_api_key", f"the API key in {HEADER} is not known to this server{hint}")
+        needed = self.needed
         if not holder.allows(needed):
             raise AccessDenied(403, "missing_scope", f"the API key '{holder.name}' lacks the scope {needed.value}")
         request.state.api_key = holder
@@ -108,7 +117,10 @@ def require_scope(scope: Scope | str) -> Callable[..., Coroutine[Any, Any, ApiKe
             raise RateLimited(holder, rate.per_s, rate.burst, wait)
         return holder
 
-    return check
+
+def require_scope(scope: Scope | str) -> ScopeCheck:
+    """The dependency admitting requests whose API key holds ``scope``: ``Depends(require_scope(...))``."""
+    return ScopeCheck(scope)
 
 
 async def _denied(_: Request, exc: Exception) -> Response:
