@@ -6,18 +6,12 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from recsys.settings import Settings
 from serving.reader import OfferReader
 
 
 # async, so FastAPI calls them on the event loop: a plain ``def`` dependency costs a thread-pool hop per request
-async def get_settings(request: Request) -> Settings:
-    return cast(Settings, request.app.state.settings)
-
-
 async def get_reader(request: Request) -> OfferReader:
     return cast(OfferReader, request.app.state.reader)
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 ReaderDep = Annotated[OfferReader, Depends(get_reader)]
