@@ -25,7 +25,7 @@ from recsys.catalogue import Catalogue
 from recsys.contacts import ContactPolicy, ContactState, iso_week
 from recsys.errors import ConfigurationError
 from recsys.profiles import EMPTY_PROFILE, MemberProfile
-from recsys.ranking import PERSONALISED, POPULAR_IN_TIER, RankedOffer, explain, ranked
+from recsys.ranking import PERSONALISED, POPULAR_IN_TIER, explain, ranked
 from recsys.rules import eligible, reachable
 from recsys.tiers import QUALIFYING_NIGHTS, Tier
 
@@ -121,24 +121,6 @@ def _boosts(
 
 
 def arbitrate(
-    picks: list[RankedOffer],
-    record: MemberRecord,
-    catalogue: Catalogue,
-    *,
-    day: int,
-    limit: int,
-    policy: RankingPolicy,
-    rotation: Mapping[str, float],
-) -> list[Chosen]:
-    """Re-rank model picks by propensity x value x lever x boosts x rotation, then cap each brand."""
-    if not picks:
-        return []
-    idx = np.fromiter((p.index for p in picks), dtype=np.intp, count=len(picks))
-    kept, final = _arbitrate(idx, record, catalogue, day=day, limit=limit, policy=policy, rotation=rotation)
-    return [Chosen(picks[j].index, float(final[j]), picks[j].score, picks[j].reasons) for j in kept]
-
-
-def _arbitrate(
     idx: npt.NDArray[np.intp],
     record: MemberRecord,
     catalogue: Catalogue,
@@ -148,8 +130,8 @@ def _arbitrate(
     policy: RankingPolicy,
     rotation: Mapping[str, float],
 ) -> tuple[list[int], npt.NDArray[np.float64]]:
-    """Positions in ``idx`` (offer indices, best first) that ``arbitrate`` keeps, in order, and every
-    position's decision score."""
+    """Re-rank model picks (``idx``: offer indices, best first) by propensity x value x lever x boosts x
+    rotation, then cap each brand: the positions in ``idx`` kept, in order, and every position's score."""
     propensity = 1.0 / np.log2(2.0 + np.arange(len(idx)))
     value = catalogue.value[idx].astype(np.float64)
     median = catalogue.value_median
@@ -204,7 +186,7 @@ def decide(
     idx, scores, n_personalised = ranked(record, catalogue, mask, limit * ranking_policy.pool_factor)
     if not len(idx):
         return Decision([], removed)
-    kept, final = _arbitrate(
+    kept, final = arbitrate(
         idx,
         record,
         catalogue,

@@ -30,6 +30,7 @@ from models.base import Recommender, TrainingSet
 from models.devices import GPU_FAMILIES, resolve_device
 from models.families import create, default_params
 from recsys.dataset import LoyaltyData
+from recsys.features import FeatureSpace
 from recsys.interactions import InteractionWeights, build_training_set, holdout_positives
 from recsys.profiles import member_profiles, offer_feature_table
 from recsys.settings import Settings
@@ -192,6 +193,29 @@ def redeemed_counts(data: LoyaltyData, offer_ids: npt.NDArray[np.str_]) -> npt.N
     return counts
 
 
+def serving_bundle(
+    data: LoyaltyData, training: TrainingSet, space: FeatureSpace, model: Recommender, meta: dict[str, str]
+) -> ServingBundle:
+    """What publish needs of a model fitted on ``training``: embeddings, catalogue, partners, popular
+    offers per tier, redemptions so far, the feature space, offer features and member profiles."""
+    space_json = space.to_json(member_ids=False)
+    return ServingBundle(
+        member_ids=training.member_ids,
+        member=model.member_embeddings(),
+        offer_ids=training.offer_ids,
+        offer=model.offer_embeddings(),
+        members=data.members,
+        offers=data.offers,
+        partners=data.partners,
+        popular_by_tier=popular_by_tier(training),
+        redeemed=redeemed_counts(data, training.offer_ids),
+        meta=meta,
+        feature_space_json=space_json,
+        offer_features=offer_feature_table(model, space_json),
+        profiles=member_profiles(data, training.member_ids),
+    )
+
+
 def run_training(
     data_dir: Path,
     settings: Settings,
@@ -255,27 +279,14 @@ def run_training(
             echo("Refitting on the whole history for serving...")
             full_ts, full_space = build_training_set(data, until=None, weights=weights)
             served = _fit(family, params, full_ts, show_progress)
-            bundle = ServingBundle(
-                member_ids=full_ts.member_ids,
-                member=served.member_embeddings(),
-                offer_ids=full_ts.offer_ids,
-                offer=served.offer_embeddings(),
-                members=data.members,
-                offers=data.offers,
-                partners=data.partners,
-                popular_by_tier=popular_by_tier(full_ts),
-                redeemed=redeemed_counts(data, full_ts.offer_ids),
-                meta={
-                    "model_name": settings.model_name,
-                    "family": family,
-                    "run_id": run.info.run_id,
-                    "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "metrics": json.dumps({key: round(value, 6) for key, value in metrics.items()}),
-                },
-                feature_space_json=full_space.to_json(member_ids=False),
-                offer_features=offer_feature_table(served, full_space.to_json(member_ids=False)),
-                profiles=member_profiles(data, full_ts.member_ids),
-            )
+            meta = {
+                "model_name": settings.model_name,
+                "family": family,
+                "run_id": run.info.run_id,
+                "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "metrics": json.dumps({key: round(value, 6) for key, value in metrics.items()}),
+            }
+            bundle = serving_bundle(data, full_ts, full_space, served, meta)
             bundle_dir = Path(tmp) / tracking.BUNDLE_PATH
             bundle.save(bundle_dir)
             mlflow.log_artifacts(str(bundle_dir), artifact_path=tracking.BUNDLE_PATH)

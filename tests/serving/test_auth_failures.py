@@ -29,13 +29,6 @@ ADDRESS = "127.0.0.1"  # every test client connects from the loopback address
 
 
 @pytest.fixture
-def member(redis_client: redis.Redis, keys: Keys) -> str:
-    bundle = make_bundle()[0]
-    publish(redis_client, bundle, keys=keys)
-    return str(bundle.members["member_id"].iloc[0])
-
-
-@pytest.fixture
 def three_per_minute(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OFFERS_AUTH_FAILURES_MAX", "3")
     monkeypatch.setenv("OFFERS_AUTH_FAILURES_WINDOW_S", "60")

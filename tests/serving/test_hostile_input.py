@@ -16,21 +16,12 @@ from recsys.cache import Keys
 from recsys.settings import Settings
 from serving.body_guard import json_depth_exceeds
 from tests.support.live_api import auth, live_api
-from tests.support.serving_bundle import make_bundle
-from training.publish import publish
 
 MAX_BODY = 4096
 MAX_DEPTH = 8
 MAX_BATCH = 5
 ADMIN = auth("admin-key")
 JSON = {"content-type": "application/json", **ADMIN}
-
-
-@pytest.fixture
-def member(redis_client: redis.Redis, keys: Keys) -> str:
-    bundle = make_bundle()[0]
-    publish(redis_client, bundle, keys=keys)
-    return str(bundle.members["member_id"].iloc[0])
 
 
 @pytest.fixture

@@ -14,14 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from recsys.access import ENV_VAR, Scope, key_entry
 from recsys.cache import Keys
 from recsys.store import RedisEndpoint
 from tests.support.processes import free_port, wait_until
-from tests.support.serving_bundle import make_bundle
-from training.publish import publish
 
 SECRET_KEY = "lo_test_key_3b9f27c1d8e4"
 UNKNOWN_KEY = "lo_test_wrong_5a1c0e9d"
@@ -46,13 +43,6 @@ def serve_and_capture(env: dict[str, str], log: Path, calls: list[tuple[str, str
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
     return log.read_text(errors="replace")
-
-
-@pytest.fixture
-def member(redis_client: redis.Redis, keys: Keys) -> str:
-    bundle = make_bundle()[0]
-    publish(redis_client, bundle, keys=keys)
-    return str(bundle.members["member_id"].iloc[0])
 
 
 @pytest.fixture

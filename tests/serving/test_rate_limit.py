@@ -41,13 +41,6 @@ def keys_with_rates() -> str:
 
 
 @pytest.fixture
-def member(redis_client: redis.Redis, keys: Keys) -> str:
-    bundle = make_bundle()[0]
-    publish(redis_client, bundle, keys=keys)
-    return str(bundle.members["member_id"].iloc[0])
-
-
-@pytest.fixture
 def limited(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rated keys, and a default from settings of 2 at once, then one every 100 s."""
     monkeypatch.setenv(ENV_VAR, keys_with_rates())

@@ -6,23 +6,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
 
-from recsys.cache import Keys
 from recsys.settings import Settings
 from serving.headers import BASE_HEADERS
 from tests.support.live_api import auth, live_api
-from tests.support.serving_bundle import make_bundle
-from training.publish import publish
 
 ADMIN = auth("admin-key")
-
-
-@pytest.fixture
-def member(redis_client: redis.Redis, keys: Keys) -> str:
-    bundle = make_bundle()[0]
-    publish(redis_client, bundle, keys=keys)
-    return str(bundle.members["member_id"].iloc[0])
 
 
 @pytest.fixture
