@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,9 @@ from recsys.rewards import Partner, parse_partners
 from recsys.schema import CHANNELS
 from recsys.store import REDIS_ERRORS
 from recsys.tiers import Tier
+
+ArrayItem = TypeVar("ArrayItem", bound=np.generic)
+Memo = TypeVar("Memo")
 
 Record = dict[str, Any]
 
@@ -193,7 +196,7 @@ class Catalogue:
     partner_of_offer: npt.NDArray[np.int32]  # index into partners, -1 for offers of no (known) partner
     profile_brands: tuple[str, ...]  # brand names that member profiles index
     profile_partners: tuple[str, ...]  # partner ids that member profiles index
-    memo: dict[tuple[object, ...], npt.NDArray[np.bool_]] = field(default_factory=dict, repr=False)
+    memo: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -207,13 +210,22 @@ class Catalogue:
         allowed = self.region_allowed.get(country)
         return ~self.region_restricted if allowed is None else ~self.region_restricted | allowed
 
-    def remember(self, key: tuple[object, ...], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-        """Keep a computed mask for reuse (read-only); bounded so a long-lived process cannot grow."""
+    def remember(self, key: tuple[object, ...], mask: npt.NDArray[ArrayItem]) -> npt.NDArray[ArrayItem]:
+        """Keep a computed mask or weight for reuse (read-only); bounded so a long-lived process cannot grow."""
         if len(self.memo) >= _MEMO_MAX:
             self.memo.clear()
         mask.flags.writeable = False
         self.memo[key] = mask
         return mask
+
+    def memoised(self, key: tuple[object, ...], build: Callable[[], Memo]) -> Memo:
+        """``build()``, computed once per catalogue under ``key`` (for derived values that are not arrays)."""
+        if key in self.memo:
+            return cast(Memo, self.memo[key])
+        if len(self.memo) >= _MEMO_MAX:
+            self.memo.clear()
+        found = self.memo[key] = build()
+        return found
 
     @classmethod
     def build(

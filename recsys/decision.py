@@ -120,6 +120,21 @@ def _boosts(
     return boost
 
 
+_PROPENSITY = 1.0 / np.log2(2.0 + np.arange(2048))  # by model rank: the request path slices it
+
+
+def _value_and_lever(catalogue: Catalogue, policy: RankingPolicy) -> npt.NDArray[np.float64]:
+    """Every offer's ``value^w_value x lever^w_lever``, computed once per catalogue and policy."""
+    key: tuple[object, ...] = ("value_and_lever", policy.value_weight, policy.lever_weight)
+    found = catalogue.memo.get(key)
+    if found is None:
+        value = catalogue.value.astype(np.float64)
+        value_term = np.power(np.maximum(value / catalogue.value_median, 1e-3), policy.value_weight)
+        lever_term = np.power(np.maximum(catalogue.lever.astype(np.float64), 1e-3), policy.lever_weight)
+        found = catalogue.remember(key, value_term * lever_term)
+    return found
+
+
 def arbitrate(
     idx: npt.NDArray[np.intp],
     record: MemberRecord,
@@ -132,11 +147,8 @@ def arbitrate(
 ) -> tuple[list[int], npt.NDArray[np.float64]]:
     """Re-rank model picks (``idx``: offer indices, best first) by propensity x value x lever x boosts x
     rotation, then cap each brand: the positions in ``idx`` kept, in order, and every position's score."""
-    propensity = 1.0 / np.log2(2.0 + np.arange(len(idx)))
-    value = catalogue.value[idx].astype(np.float64)
-    median = catalogue.value_median
-    value_term = np.power(np.maximum(value / median, 1e-3), policy.value_weight)
-    lever_term = np.power(np.maximum(catalogue.lever[idx].astype(np.float64), 1e-3), policy.lever_weight)
+    n = len(idx)
+    propensity = _PROPENSITY[:n] if n <= len(_PROPENSITY) else 1.0 / np.log2(2.0 + np.arange(n))
     turn: float | npt.NDArray[np.float64] = 1.0
     if rotation:  # a few recently shown offers: looked up by offer index, not per pick by offer id
         turn = np.ones(len(idx))
@@ -144,7 +156,7 @@ def arbitrate(
             i = catalogue.index.get(offer)
             if i is not None:
                 turn[idx == i] = weight
-    final = propensity * value_term * lever_term * _boosts(record, catalogue, idx, day, policy) * turn
+    final = propensity * _value_and_lever(catalogue, policy)[idx] * _boosts(record, catalogue, idx, day, policy) * turn
     kept: list[int] = []
     per_brand: dict[int, int] = {}
     brands = catalogue.brand_code[idx].tolist()

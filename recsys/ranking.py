@@ -164,14 +164,41 @@ def _reasons(picked: list[Pick], record: MemberRecord, c: Catalogue, day: int) -
 Explained = tuple[tuple[str, ...], dict[str, str]]  # reason codes (source first), details by code
 
 
-def _popular_top(c: Catalogue, tier: int) -> npt.NDArray[np.bool_]:
-    key: tuple[object, ...] = ("popular_top", tier)
-    found = c.memo.get(key)
-    if found is None:
-        top = np.zeros(len(c), dtype=bool)
-        top[_top(c.popular[min(tier, len(c.popular) - 1)], POPULAR_TOP)] = True
-        found = c.remember(key, top)
-    return found
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What ``explain`` reads of every offer, as Python lists: for the ten offers of an answer, indexing a
+    list costs a fraction of a numpy gather and its ``tolist``."""
+
+    brand: list[str]
+    partner_id: list[str]
+    partner_name: list[str]
+    valid_to: list[str]
+    valid_to_day: list[int]
+    min_tier: list[int]
+    points_cost: list[int]
+    earns_nights: list[bool]
+    campaign: list[bool]
+
+    @classmethod
+    def of(cls, c: Catalogue) -> _Facts:
+        records = c.records
+        return cls(
+            brand=[str(r.get("brand") or "") for r in records],
+            partner_id=[str(r.get("partner_id") or "") for r in records],
+            partner_name=[str(r.get("partner_name") or r.get("partner_id") or "") for r in records],
+            valid_to=[str(r.get("valid_to") or "") for r in records],
+            valid_to_day=c.valid_to.tolist(),
+            min_tier=c.min_tier.tolist(),
+            points_cost=c.points_cost.tolist(),
+            earns_nights=c.earns_qualifying_nights.tolist(),
+            campaign=(c.lever > 1.0).tolist(),
+        )
+
+
+def _popular_top(c: Catalogue, tier: int) -> frozenset[int]:
+    """The offers among the ``POPULAR_TOP`` most popular in ``tier``."""
+    row = c.popular[min(tier, len(c.popular) - 1)]
+    return c.memoised(("popular_top", tier), lambda: frozenset(_top(row, POPULAR_TOP).tolist()))
 
 
 def explain(
@@ -209,49 +236,37 @@ def explain(
         )
         near = to_go > 0 and record.qualifying_nights_ytd >= threshold
         next_label = TIER_LABELS[tier + 1]
-    # the per-offer facts for every chosen offer at once (numpy), then one pass to assemble the codes
-    idx = np.asarray(indices, dtype=np.intp)
-    none = [False] * len(idx)
-    exclusive = (c.min_tier[idx] == tier).tolist() if tier > _CLASSIC else none  # as the tier-exclusive boost
-    cost = c.points_cost[idx]
-    affordable = ((cost > 0) & (cost <= record.points_balance)).tolist() if expiring else none
-    earns = c.earns_qualifying_nights[idx].tolist() if near else none
-    popular = _popular_top(c, tier)[idx].tolist()
-    campaign = (c.lever[idx] > 1.0).tolist()
-    new = (idx >= c.n_published).tolist()
-    ending = (c.valid_to[idx] - day < ENDING_SOON_DAYS).tolist()
+    facts = c.memoised(("explain_facts",), lambda: _Facts.of(c))
+    popular = _popular_top(c, tier)
+    exclusive = tier > _CLASSIC  # as the tier-exclusive boost: offers whose minimum tier is the member's
+    balance, n_published = record.points_balance, c.n_published
     out: list[Explained] = []
-    for j, (i, source) in enumerate(zip(idx.tolist(), sources, strict=True)):
-        rec = c.records[i]
+    for i, source in zip(indices, sources, strict=True):
         codes = [source]
         details: dict[str, str] = {}
-        if brands:
-            brand = str(rec.get("brand") or "")
-            if brand in brands:
-                codes.append(STAYED_BRAND)
-                details[STAYED_BRAND] = brand
-        if partners:
-            partner = rec.get("partner_id")
-            if partner and partner in partners:
-                codes.append(PARTNER_AFFINITY)
-                details[PARTNER_AFFINITY] = str(rec.get("partner_name") or partner)
-        if exclusive[j]:
+        if brands and facts.brand[i] in brands:
+            codes.append(STAYED_BRAND)
+            details[STAYED_BRAND] = facts.brand[i]
+        if partners and facts.partner_id[i] and facts.partner_id[i] in partners:
+            codes.append(PARTNER_AFFINITY)
+            details[PARTNER_AFFINITY] = facts.partner_name[i]
+        if exclusive and facts.min_tier[i] == tier:
             codes.append(TIER_EXCLUSIVE)
             details[TIER_EXCLUSIVE] = TIER_LABELS[tier]
-        if affordable[j]:
+        if expiring and 0 < facts.points_cost[i] <= balance:
             codes.append(POINTS_EXPIRING)
             details[POINTS_EXPIRING] = expiry
-        if earns[j]:
+        if near and facts.earns_nights[i]:
             codes.append(NEAR_NEXT_TIER)
             details[NEAR_NEXT_TIER] = f"{to_go} nights to {next_label}"
-        if source != POPULAR_IN_TIER and popular[j]:
+        if source != POPULAR_IN_TIER and i in popular:
             codes.append(POPULAR_IN_TIER)
-        if campaign[j]:
+        if facts.campaign[i]:
             codes.append(CAMPAIGN)
-        if new[j]:
+        if i >= n_published:
             codes.append(NEW_OFFER)
-        if ending[j]:
+        if facts.valid_to_day[i] - day < ENDING_SOON_DAYS:
             codes.append(ENDING_SOON)
-            details[ENDING_SOON] = str(rec.get("valid_to") or "")
+            details[ENDING_SOON] = facts.valid_to[i]
         out.append((tuple(codes), details))
     return out

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, validation_alias=AliasChoices("PORT", "OFFERS_PORT"), description="API port.")
     workers: int = Field(1, ge=1, description="uvicorn worker processes.")
     log_level: str = Field("info", description="Log level of the API and jobs.")
+    telemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry traces, metrics and logs (needs a configured OpenTelemetry "
+        "provider, e.g. from opentelemetry-instrument); off, requests skip its per-request check.",
+    )
 
     @field_validator("redis_url", "mlflow_tracking_uri", mode="before")
     @classmethod

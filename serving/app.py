@@ -22,6 +22,7 @@ from serving.auth_failures import FailedAuthLimit
 from serving.body_guard import BodyGuard
 from serving.fallback import Fallback, keep_refreshed
 from serving.headers import SecurityHeaders
+from serving.hot_path import OffersHotPath
 from serving.limits import load_limit_settings
 from serving.reader import OfferReader
 from serving.responses import OrjsonResponse
@@ -59,21 +60,28 @@ def create_app(
     *,
     contact_policy: ContactPolicy | None = None,
     ranking_policy: RankingPolicy | None = None,
+    hot_path: bool = True,
 ) -> FastAPI:
     """The API, reading Redis as ``settings`` (default: from the environment) says; the contact and
-    ranking policies default to their ``OFFERS_CONTACT_*`` / ``OFFERS_RANKING_*`` settings."""
+    ranking policies default to their ``OFFERS_CONTACT_*`` / ``OFFERS_RANKING_*`` settings. With
+    ``hot_path=False`` every offers request goes through FastAPI's own machinery (``serving.hot_path``)."""
+    settings = settings or get_settings()
+    telemetry = settings.telemetry  # FastAPI's OpenTelemetry check costs each request even with no provider
     app = FastAPI(
         title="Loyalty Offers",
         summary="Personalised, tier-aware offers for loyalty members.",
         version="1",
         lifespan=_lifespan,
         default_response_class=OrjsonResponse,
+        telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
     )
-    app.state.settings = settings or get_settings()
+    app.state.settings = settings
     app.state.contact_policy, app.state.ranking_policy = contact_policy, ranking_policy
     errors.install(app)
     security.install(app)
     app.state.limit_settings = limits = load_limit_settings()
+    if hot_path:
+        app.add_middleware(OffersHotPath)  # innermost: after every check below, before FastAPI's routing
     app.add_middleware(BodyGuard, limits=limits)  # the last added runs first: headers, log, body checks
     app.add_middleware(FailedAuthLimit, limits=limits)  # an address over it is refused before its body is read
     app.add_middleware(AccessLog)

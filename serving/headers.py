@@ -3,7 +3,6 @@ no caching (answers carry member data); Strict-Transport-Security only when conf
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.limits import LimitSettings
@@ -29,6 +28,7 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, limits: LimitSettings) -> None:
         self.app, self.headers = app, security_headers(limits)
+        self.raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,9 +37,10 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    headers.setdefault(name, value)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [header for header in self.raw if header[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -11,14 +11,15 @@ from serving.errors import invalid_parameter
 
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"  # the data contract's ids: no control characters
 MAX_DAYS_AWAY = 366
+MEMBER_ID_MAX = 64
 
 MemberIdPath = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=64,
+        max_length=MEMBER_ID_MAX,
         pattern=NO_CONTROL_CHARACTERS,
-        description="Loyalty member id (at most 64 characters, no control characters).",
+        description=f"Loyalty member id (at most {MEMBER_ID_MAX} characters, no control characters).",
         examples=["M000123"],
     ),
 ]

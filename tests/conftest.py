@@ -83,10 +83,12 @@ def running_api(
     *,
     contact_policy: ContactPolicy | None = NO_CAPS,
     ranking_policy: RankingPolicy | None = MODEL_ORDER,
+    hot_path: bool = True,
 ) -> Iterator[httpx.Client]:
     """The app of ``settings`` under uvicorn in a background thread; yields a client bound to it that
     sends ``key`` (one of ``tests.support.keys.KEYS``; None: no key) with every request. The test keys
-    are configured unless ``OFFERS_API_KEYS`` is already set. Policies: None reads the environment."""
+    are configured unless ``OFFERS_API_KEYS`` is already set. Policies: None reads the environment;
+    ``hot_path=False`` sends offers requests through FastAPI's own machinery (``serving.hot_path``)."""
     previous_keys = os.environ.get(ENV_VAR)
     if previous_keys is None:
         os.environ[ENV_VAR] = keys_env()
@@ -96,7 +98,7 @@ def running_api(
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, contact_policy=contact_policy, ranking_policy=ranking_policy),
+            create_app(settings, contact_policy=contact_policy, ranking_policy=ranking_policy, hot_path=hot_path),
             log_level="warning",
             lifespan="on",
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.datastructures import State
 from starlette.responses import Response
 
 from recsys.access import Scope
@@ -23,10 +24,13 @@ from serving.responses import OrjsonResponse
 from serving.schemas import ERROR_RESPONSES, Channel, MemberOffers
 from serving.security import access_responses, require_scope
 
+ACCESS = require_scope(Scope.OFFERS_READ)
+"""Who may read offers: the route's dependency, and the check ``serving.hot_path`` makes itself."""
+
 router = APIRouter(
     prefix="/v1/members",
     tags=["offers"],
-    dependencies=[Depends(require_scope(Scope.OFFERS_READ))],
+    dependencies=[Depends(ACCESS)],
     responses=access_responses(Scope.OFFERS_READ),
 )
 
@@ -48,9 +52,13 @@ async def member_offers(
     channel: Annotated[Channel, Query(description="Where the offers will be shown.")] = Channel.APP,
     on: OnQuery = None,
 ) -> Response:
-    # the app's reader and settings are taken from its state, not as dependencies: each dependency FastAPI
-    # solves costs this, the hottest route, about 0.05 ms of CPU a request (benchmarks/request_cost.py)
-    state = request.app.state
+    return await answer(request.app.state, member_id, limit=limit, channel=channel, on=on)
+
+
+async def answer(state: State, member_id: str, *, limit: int | None, channel: Channel, on: date | None) -> Response:
+    """The answer of ``GET /v1/members/{member_id}/offers`` to parameters already checked against the
+    signature above; the route and ``serving.hot_path`` both call it. Raises what the app's error handlers
+    map (unknown member, nothing published, Redis down with no last good copy, a limit over the maximum)."""
     reader: OfferReader = state.reader
     settings: Settings = state.settings
     if limit is None:
