@@ -43,6 +43,7 @@ from recsys.validation import (
     csv_options,
     file_report,
     input_folders,
+    is_strictly_increasing,
     load_file,
     merge_reasons,
     parquet_cells,
@@ -100,7 +101,7 @@ def _stream_file(
     path = rejects_path(spec, out_dir)
     path.unlink(missing_ok=True)
     malformed: list[str] = []
-    seen = _SeenKeys()
+    seen = SeenKeys()
     compact = _Compactor(spec, accepted_keys)
     parts: list[pd.DataFrame] = []
     total = n_rejected = 0
@@ -242,11 +243,16 @@ class _Compactor:
         return pd.DataFrame(out)
 
 
-class _SeenKeys:
-    """Hashes of the keys accepted in earlier chunks, in sorted runs merged as they grow (few to search)."""
+class SeenKeys:
+    """Keys accepted in earlier chunks. While a file's keys only grow, row after row and chunk after chunk
+    (ids exported in order, the usual case), no row can repeat an earlier key: the keys are kept as they
+    are (Arrow strings, no hashing, the costliest step of reading otherwise). The first chunk out of that
+    order hashes them once, and from then on keys are found by hashes in sorted runs merged as they grow."""
 
     def __init__(self) -> None:
         self.runs: list[npt.NDArray[np.uint64]] = []
+        self.in_order: list[pd.DataFrame] | None = []  # every accepted key, while all came in order
+        self.last: str | None = None  # the greatest of them
 
     def accept(self, key: pd.DataFrame, candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         """Rows among ``candidates`` whose key was accepted in an earlier chunk; the other candidates'
@@ -254,7 +260,16 @@ class _SeenKeys:
         found = np.zeros(len(key), dtype=bool)
         if not candidates.any():
             return found
-        raw = np.asarray(pd.util.hash_pandas_object(key.loc[candidates], index=False), dtype=np.uint64)
+        accepted = key.loc[candidates]
+        if self.in_order is not None:
+            if self._still_in_order(accepted):
+                self.in_order.append(accepted)
+                self.last = str(accepted.iloc[-1, 0])
+                return found
+            for earlier in self.in_order:  # out of order at last: what was kept is hashed, once
+                self._add(np.sort(_hashes(earlier)))
+            self.in_order = None
+        raw = _hashes(accepted)
         order = np.argsort(raw)
         hashes, rows = raw[order], np.flatnonzero(candidates)[order]
         hit = np.zeros(len(hashes), dtype=bool)
@@ -265,6 +280,14 @@ class _SeenKeys:
         self._add(hashes[~hit])
         return found
 
+    def _still_in_order(self, accepted: pd.DataFrame) -> bool:
+        if accepted.shape[1] != 1:
+            return False
+        column = accepted.iloc[:, 0]
+        if not is_strictly_increasing(column):
+            return False
+        return self.last is None or str(column.iloc[0]) > self.last
+
     def _add(self, hashes: npt.NDArray[np.uint64]) -> None:
         if not len(hashes):
             return
@@ -272,3 +295,7 @@ class _SeenKeys:
         while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
             last = self.runs.pop()
             self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]), kind="stable")
+
+
+def _hashes(keys: pd.DataFrame) -> npt.NDArray[np.uint64]:
+    return np.asarray(pd.util.hash_pandas_object(keys, index=False), dtype=np.uint64)

@@ -39,7 +39,6 @@ REASON = "reason"
 MAX_ID_LENGTH = 64
 _BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 _TIERS = {label: i for i, label in enumerate(TIER_LABELS)}
-_CONTROL = r"[\x00-\x1f\x7f]"
 _SHOWN = 40  # characters of a bad cell quoted in its reason
 _EARLIEST, _LATEST = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
 
@@ -341,7 +340,8 @@ def validate_cells(
     return pd.DataFrame(typed), merge_reasons([unreadable, *problems] if len(unreadable) else problems)
 
 
-def _strictly_increasing(column: pd.Series) -> bool:
+def is_strictly_increasing(column: pd.Series) -> bool:
+    """Whether every value is greater than the one before (byte order of the UTF-8 text), with none missing."""
     values = pa.array(column, type=pa.string())
     if len(values) < 2 or values.null_count:
         return len(values) < 2
@@ -364,7 +364,7 @@ def problem_rows(mask: Mask, reason: str, shown: pd.Series | None = None, quote:
 
 def _repeated(columns: list[pd.Series]) -> Mask:
     """True where the combined value appeared in an earlier row (Arrow dictionary codes, no Python)."""
-    if len(columns) == 1 and _strictly_increasing(columns[0]):
+    if len(columns) == 1 and is_strictly_increasing(columns[0]):
         return np.zeros(len(columns[0]), dtype=bool)  # ids exported in order: unique, shown in O(n)
     codes = np.zeros(len(columns[0]), dtype=np.int64)
     for column in columns:
@@ -382,10 +382,21 @@ def _isin(values: pd.Series, known: pd.Series) -> Mask:
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _matches(text: pd.Series, pattern: str) -> Mask:
-    """Cells that contain a match of the RE2 ``pattern`` (Arrow's kernel: much faster than ``str.contains``)."""
-    found = pc.match_substring_regex(pa.array(text, type=pa.string()), pattern)
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+def _control_characters(text: pd.Series) -> Mask:
+    """Cells holding a control character (U+0000 to U+001F, U+007F), found in the UTF-8 bytes of the whole
+    column at once: those bytes never occur inside a multi-byte character (ten times a regex's speed)."""
+    arrow = pa.array(text, type=pa.large_string())
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    found = np.zeros(len(arrow), dtype=bool)
+    _, offsets_buffer, data = arrow.buffers()
+    if data is None or not len(arrow):
+        return found
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[arrow.offset : arrow.offset + len(arrow) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    at = np.flatnonzero((raw < 0x20) | (raw == 0x7F)) + offsets[0]
+    found[np.searchsorted(offsets, at, side="right") - 1] = True
+    return found
 
 
 def _parse_column(col: Column, cells: pd.Series) -> tuple[pd.Series, Mask, list[Problem]]:
@@ -416,7 +427,7 @@ Parsed = tuple[pd.Series, Mask, str]
 
 
 def _parse_id(col: Column, text: pd.Series, empty: Mask) -> Parsed:
-    control = _matches(text, _CONTROL)
+    control = _control_characters(text)
     long = (text.str.len() > MAX_ID_LENGTH).to_numpy(dtype=bool)
     values = text.where(~empty) if col.nullable else text
     return values, control | long, f"must be at most {MAX_ID_LENGTH} characters without control characters"
@@ -435,9 +446,19 @@ def _parse_int(col: Column, text: pd.Series, empty: Mask) -> Parsed:
 
 
 def _parse_float(col: Column, text: pd.Series, empty: Mask) -> Parsed:
-    numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype("float64")
+    numbers = _floats(text.where(~empty))
     finite = np.isfinite(numbers.to_numpy())
     return numbers.where(finite), ~finite, "not a finite number"
+
+
+def _floats(text: pd.Series) -> pd.Series:
+    """Numbers of ``text``, NaN where missing or not a number: Arrow's parser when every cell is a number
+    (the usual case, several times faster), pandas' cell by cell otherwise."""
+    try:
+        parsed = pc.cast(pa.array(text, type=pa.string()), pa.float64())
+    except pa.ArrowInvalid:
+        return pd.to_numeric(text, errors="coerce").astype("float64")
+    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=text.index, dtype="float64")
 
 
 def _parse_bool(col: Column, text: pd.Series, empty: Mask) -> Parsed:

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pytest
 import scipy.sparse as sp
@@ -17,7 +18,7 @@ from recsys.dataset import LoyaltyData
 from recsys.errors import DataError, TooManyRejectsError
 from recsys.interactions import InteractionWeights, build_training_set, evidence, holdout_positives
 from recsys.profiles import member_profiles
-from recsys.streaming import load_dataset_chunked
+from recsys.streaming import SeenKeys, load_dataset_chunked
 from recsys.validation import LoadResult, load_dataset
 from training.generate import generate
 from training.train import holdout_cut, redeemed_counts
@@ -163,3 +164,17 @@ def test_a_file_with_no_rows_gives_the_typed_empty_frame(sample_dirs: dict[str, 
     assert len(chunked.data.offer_events) == 0 and chunked.report["offer_events"].total == 0
     assert chunked.data.offer_events["timestamp"].dtype == whole.data.offer_events["timestamp"].dtype
     assert build_training_set(chunked.data)[0].interactions.nnz == 0
+
+
+def test_keys_in_order_are_kept_unhashed_until_a_chunk_comes_out_of_order() -> None:
+    seen = SeenKeys()
+
+    def chunk(*ids: str) -> npt.NDArray[np.bool_]:
+        return seen.accept(pd.DataFrame({"event_id": pd.Series(ids, dtype="str")}), np.ones(len(ids), dtype=bool))
+
+    assert not chunk("E01", "E02", "E03").any()
+    assert not chunk("E04", "E05").any()
+    assert seen.runs == [] and seen.in_order is not None  # ids in order: nothing hashed
+    assert chunk("E07", "E02", "E06").tolist() == [False, True, False]  # out of order: E02 came before
+    assert seen.in_order is None
+    assert chunk("E06", "E08", "E05").tolist() == [True, False, True]

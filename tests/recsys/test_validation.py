@@ -194,6 +194,8 @@ BAD_ROWS = [
     ("offer_events", {"event_id": "E9", "timestamp": "yesterday"}, "timestamp: not an ISO 8601 timestamp"),
     ("members", {"member_id": "M" + "9" * 64}, "member_id: must be at most 64 characters"),
     ("members", {"member_id": "M\x079"}, "member_id: must be at most 64 characters without control characters"),
+    ("members", {"member_id": "Mé\x7f"}, "member_id: must be at most 64 characters without control characters"),
+    ("dining", {"dining_id": "D9", "spend": "inf"}, "spend: not a finite number"),
     ("members", {"member_id": "M9", "points_balance": "12.5"}, "points_balance: not a whole number"),
     ("members", {"member_id": "M9", "enrolled_on": ""}, "enrolled_on: must not be empty"),
     ("dining", {"dining_id": "D9", "spend": "lots"}, "spend: not a finite number"),
