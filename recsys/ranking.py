@@ -118,8 +118,10 @@ def _personalised(
     scores = catalogue.factors[cand] @ member + catalogue.bias[cand] + np.float32(record.bias)
     if len(cand) >= limit:
         # offers added after publish are few: score them for everyone so new offers get a chance
-        new = eligible[catalogue.n_published :] & catalogue.embedded[catalogue.n_published :]
-        extra = np.flatnonzero(new) + catalogue.n_published
+        added = catalogue.n_published
+        extra = _NONE
+        if added < len(catalogue):
+            extra = np.flatnonzero(eligible[added:] & catalogue.embedded[added:]) + added
     else:
         extra = np.flatnonzero(eligible & ~taken & catalogue.embedded)
     if len(extra):
@@ -131,6 +133,9 @@ def _personalised(
         cand, scores = cand[best], scores[best]
     taken[cand] = True
     return cand, scores.astype(np.float64)
+
+
+_NONE = np.empty(0, dtype=np.intp)
 
 
 def _top(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.intp]:

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeAlias, cast
 
 import orjson
 import pandas as pd
@@ -77,7 +77,7 @@ def export_weekly_picks(
     base = {str(o): int(n) for o, n in orjson.loads(base_raw).items()} if base_raw else {}
     counted = redemption_counts(cast(dict[bytes, bytes], client.hgetall(keys.offer_redemptions)))
     live = {o: n - base.get(o, 0) for o, n in counted.items() if n > base.get(o, 0)}
-    job = _Job(keys, version, start, week, live, contact_policy, ranking_policy)
+    job = _Job(keys, version, start, week, live, contact_policy, ranking_policy, out.suffix.lower())
     members = 0
     chunks = range(int(meta.get("member_chunks", "0")))
     with contextlib.ExitStack() as stack:
@@ -93,11 +93,11 @@ def export_weekly_picks(
                     initargs=(endpoint.url, endpoint.cluster, fields, overlay, job),
                 )
             )
-            results: Iterator[tuple[list[dict[str, Any]], int, int]] = pool.map(_worker_chunk, chunks)
+            results: Iterator[tuple[Piece, int, int]] = pool.map(_worker_chunk, chunks)
         else:
-            results = (_chunk_rows(client, catalogue, job, chunk) for chunk in chunks)
-        for chunk_rows, written, listed in results:
-            picks.add(chunk_rows)
+            results = (_chunk_piece(client, catalogue, job, chunk) for chunk in chunks)
+        for piece, written, listed in results:
+            picks.add(piece)
             members += written
             bar.update(listed)
     return version, members
@@ -114,12 +114,16 @@ class _Job:
     live: dict[str, int]
     contact_policy: ContactPolicy
     ranking_policy: RankingPolicy
+    suffix: str  # of the output file: what each chunk is encoded as
 
 
-def _chunk_rows(
-    client: redis.Redis, catalogue: Catalogue, job: _Job, chunk: int
-) -> tuple[list[dict[str, Any]], int, int]:
-    """Rows of one chunk of the member index: (rows, members with picks, members listed)."""
+Piece: TypeAlias = bytes | pa.Table  # one chunk's rows encoded for the file: CSV or JSON lines, or a Parquet row group
+
+
+def _chunk_piece(client: redis.Redis, catalogue: Catalogue, job: _Job, chunk: int) -> tuple[Piece, int, int]:
+    """One chunk of the member index, decided and encoded where it was decided (a worker process hands
+    the parent bytes or an Arrow table, not a million dicts to unpickle): (piece, members with picks,
+    members listed)."""
     keys, version = job.keys, job.version
     ids = _text(client.get(keys.member_index(version, chunk)) or b"").split("\n")
     ids = [m for m in ids if m][:MEMBER_INDEX_CHUNK]
@@ -143,7 +147,19 @@ def _chunk_rows(
         for row in page
         for rank, offer in enumerate(cast(list[dict[str, Any]], row["offers"]), start=1)
     ]
-    return rows, len(page), len(ids)
+    return _encoded(rows, job.suffix), len(page), len(ids)
+
+
+def _encoded(rows: list[dict[str, Any]], suffix: str) -> Piece:
+    if suffix == ".jsonl":
+        return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    if suffix == ".parquet":
+        columns = {name: [row[name] for row in rows] for name in COLUMNS}
+        columns["reasons"] = ["|".join(reasons) for reasons in columns["reasons"]]
+        return pa.table(columns, schema=PARQUET_SCHEMA)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["reasons"] = frame["reasons"].map(lambda r: "|".join(r) if isinstance(r, list) else "")
+    return cast(str, frame.to_csv(index=False, header=False)).encode()
 
 
 _worker: dict[str, Any] = {}  # one worker process's client, catalogue and job
@@ -154,8 +170,8 @@ def _start_worker(url: str, cluster: bool, fields: dict[bytes, bytes], overlay: 
     _worker.update(client=RedisEndpoint(url, cluster).client(), catalogue=catalogue_from_hash(fields, overlay), job=job)
 
 
-def _worker_chunk(chunk: int) -> tuple[list[dict[str, Any]], int, int]:
-    return _chunk_rows(_worker["client"], _worker["catalogue"], _worker["job"], chunk)
+def _worker_chunk(chunk: int) -> tuple[Piece, int, int]:
+    return _chunk_piece(_worker["client"], _worker["catalogue"], _worker["job"], chunk)
 
 
 class _PicksFile:
@@ -165,34 +181,28 @@ class _PicksFile:
     def __init__(self, out: Path) -> None:
         self.out, self.suffix = out, out.suffix.lower()
         self.part = out.with_name(f".{out.name}.part")
-        self._text: IO[str] | None = None
         self._binary: IO[bytes] | None = None
         self._parquet: pq.ParquetWriter | None = None
 
     def __enter__(self) -> _PicksFile:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        if self.suffix == ".jsonl":
-            self._binary = self.part.open("wb")
-        elif self.suffix == ".csv":
-            self._text = self.part.open("w", newline="")
-            pd.DataFrame(columns=COLUMNS).to_csv(self._text, index=False)
-        else:
+        if self.suffix == ".parquet":
             self._parquet = pq.ParquetWriter(self.part, PARQUET_SCHEMA)
+        else:
+            self._binary = self.part.open("wb")
+            if self.suffix == ".csv":
+                self._binary.write((",".join(COLUMNS) + "\n").encode())
         return self
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        if self._binary is not None:
-            self._binary.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
-            return
-        frame = pd.DataFrame(rows, columns=COLUMNS)
-        frame["reasons"] = frame["reasons"].map(lambda r: "|".join(r) if isinstance(r, list) else "")
-        if self._text is not None:
-            frame.to_csv(self._text, index=False, header=False)
-        elif self._parquet is not None and rows:
-            self._parquet.write_table(pa.Table.from_pandas(frame, schema=PARQUET_SCHEMA, preserve_index=False))
+    def add(self, piece: Piece) -> None:
+        if isinstance(piece, pa.Table):
+            if self._parquet is not None and piece.num_rows:
+                self._parquet.write_table(piece)
+        elif self._binary is not None:
+            self._binary.write(piece)
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        for closing in (self._text, self._binary, self._parquet):
+        for closing in (self._binary, self._parquet):
             if closing is not None:
                 closing.close()
         if kind is None:
