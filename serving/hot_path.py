@@ -124,7 +124,7 @@ class OffersHotPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        plain = plain_offers_request(scope) if scope["type"] == "http" else None
+        plain = plain_offers_request(scope)
         app: FastAPI | None = scope.get("app")
         if plain is None or app is None or app.dependency_overrides:
             await self.app(scope, receive, send)
