@@ -1,8 +1,9 @@
 """Reading what publish wrote, with as few Redis round trips as possible.
 
 A member request is one script call (``MEMBER_READ``: served version, catalogue revision, live
-redemptions, the member's contact state and record under the version seen last) and a second only when
-the served version changed since. On a Redis Cluster those keys live in different slots, which one
+redemptions, the member's contact state and record under the version seen last), sent in one write with
+the calls of the other requests of the same event-loop turn (``serving.autopipeline``), and a second only
+when the served version changed since. On a Redis Cluster those keys live in different slots, which one
 script may not cross, so the same reads go in one pipeline instead. The decoded catalogue is cached per
 (version, catalogue revision), so a switch, rollback or takedown is picked up on the next request
 without a restart.
@@ -25,6 +26,7 @@ from recsys.errors import MemberNotFoundError, NotPublishedError, StoreError
 from recsys.events import redemption_counts
 from recsys.profiles import EMPTY_PROFILE, MemberProfile, read_profile
 from recsys.store import REDIS_ERRORS
+from serving.autopipeline import AutoPipeline
 
 CATALOGUES_KEPT = 4
 
@@ -90,7 +92,15 @@ class OfferReader:
         self._live_base: dict[str, dict[str, int]] = {}  # version -> live redemptions at publish
         self._loading = asyncio.Lock()
         # a cluster spreads one member's reads over several slots: a pipeline there, one script elsewhere
-        self._read_member = None if isinstance(client, aredis.RedisCluster) else client.register_script(MEMBER_READ)
+        cluster = isinstance(client, aredis.RedisCluster)
+        self._read_member = None if cluster else client.register_script(MEMBER_READ)
+        # concurrent requests' member reads: one write per loop turn (a cluster reads with a pipeline)
+        self._pipeline = None if cluster else AutoPipeline(client)
+
+    async def aclose(self) -> None:
+        """Let the member reads in flight finish (before the client is closed)."""
+        if self._pipeline is not None:
+            await self._pipeline.aclose()
 
     async def ping(self) -> None:
         with _store_errors("pinging"):
@@ -121,8 +131,9 @@ class OfferReader:
     async def _member(self, member_id: str) -> MemberView:
         keys, guess = self.keys, self._last_version
         with _store_errors("reading a member"):
-            if self._read_member is not None:
-                found, revision, redeemed, contacts, blob = await self._read_member(
+            if self._read_member is not None and self._pipeline is not None:
+                found, revision, redeemed, contacts, blob = await self._pipeline.evalsha(
+                    self._read_member,
                     keys=[
                         keys.current,
                         keys.catalogue_revision,

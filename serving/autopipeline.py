@@ -1,0 +1,119 @@
+"""Automatic pipelining of the request path's script calls.
+
+Mobile apps' requests reach one API process many at a time, and each reads its member with one script
+call (``serving.reader.MEMBER_READ``). Sent one by one through redis-py, each call takes a connection
+from the pool, packs its command, writes it, reads its reply and gives the connection back: more CPU
+than the answer's decision, and one write per request on both sides. ``AutoPipeline`` gathers the calls
+issued in one turn of the event loop and sends them as one pipeline on one pooled connection (one
+write), then hands each caller its own reply; with one request in flight it is a single call as
+before. It is what ioredis's ``enableAutoPipelining`` and Lettuce's command batching do; redis-py has
+none, so this module adds it on redis-py's own connections (URL, authentication, TLS, timeouts and the
+hiredis parser are redis-py's).
+
+Only idempotent reads go through it: a batch broken by a lost connection is sent once more on a fresh
+connection, as the serving client's one retry would; after that every caller of the batch gets the
+error. A script Redis does not know (``NOSCRIPT`` after a restart or ``SCRIPT FLUSH``) is left to
+redis-py's script object, which loads it and calls again.
+
+A Redis Cluster client is not batched: ``serving.reader`` reads a member with a pipeline there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+RETRIED = (RedisConnectionError, RedisTimeoutError, OSError)  # what a fresh connection may cure
+_Call = tuple[bytes, "asyncio.Future[Any]"]
+
+
+def _bulk(part: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(part), part)
+
+
+class AutoPipeline:
+    """``await pipeline.evalsha(script, keys, args)``: one script call, sent with the others of this turn."""
+
+    def __init__(self, client: aredis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._pending: list[_Call] = []
+        self._sending: set[asyncio.Task[None]] = set()  # batches in flight (the loop keeps weak references)
+        self.batches = 0  # batches sent, and calls in them: the mean batch size is calls / batches
+        self.calls = 0
+
+    async def evalsha(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """``script(keys=keys, args=args)`` as redis-py answers it (raises what redis-py would)."""
+        parts = [b"EVALSHA", script.sha.encode(), b"%d" % len(keys), *(k.encode() for k in keys)]
+        parts += [a.encode() for a in args]
+        command = b"*%d\r\n%s" % (len(parts), b"".join(map(_bulk, parts)))
+        try:
+            return await self._submit(command)
+        except NoScriptError:  # Redis restarted or flushed its scripts: redis-py loads it and calls again
+            return await script(keys=list(keys), args=list(args))
+
+    def _submit(self, command: bytes) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)  # after every request already running this turn has added its call
+        self._pending.append((command, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Call]) -> None:
+        self.batches += 1
+        self.calls += len(batch)
+        try:
+            try:
+                await self._round_trip(batch)
+            except RETRIED:
+                # a connection a Redis restart broke: the calls still unanswered, once more on a fresh one
+                unanswered = [call for call in batch if not call[1].done()]
+                if unanswered:
+                    await self._round_trip(unanswered)
+        except BaseException as exc:  # every caller learns why; a cancelled batch cancels its callers
+            for _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _round_trip(self, batch: list[_Call]) -> None:
+        connection = await self._pool.get_connection()
+        try:
+            await connection.send_packed_command(b"".join(command for command, _ in batch))
+            for _, future in batch:
+                try:
+                    reply = await connection.read_response()
+                except ResponseError as exc:  # this call's error (NOSCRIPT, WRONGTYPE ...): the rest read on
+                    if not future.done():
+                        future.set_exception(exc)
+                    continue
+                if not future.done():  # a caller that went away (client disconnected) is skipped
+                    future.set_result(reply)
+        except BaseException:
+            await connection.disconnect()  # replies left unread: the connection is out of step
+            raise
+        finally:
+            await self._pool.release(connection)
+
+    async def aclose(self) -> None:
+        """Wait for the batches in flight (their callers get their replies)."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
