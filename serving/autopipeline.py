@@ -2,13 +2,13 @@
 
 Mobile apps' requests reach one API process many at a time, and each reads its member with one script
 call (``serving.reader.MEMBER_READ``). Sent one by one through redis-py, each call takes a connection
-from the pool, packs its command, writes it, reads its reply and gives the connection back: more CPU
-than the answer's decision, and one write per request on both sides. ``AutoPipeline`` gathers the calls
-issued in one turn of the event loop and sends them as one pipeline on one pooled connection (one
-write), then hands each caller its own reply; with one request in flight it is a single call as
-before. It is what ioredis's ``enableAutoPipelining`` and Lettuce's command batching do; redis-py has
-none, so this module adds it on redis-py's own connections (URL, authentication, TLS, timeouts and the
-hiredis parser are redis-py's).
+from the pool, goes through the client's retry and timeout wrappers, writes its command, reads its
+reply and gives the connection back: one write per request on both sides. ``AutoPipeline`` gathers the
+calls of one script issued in one turn of the event loop and sends them as one pipeline on one pooled
+connection (one write, packed by that connection), then hands each caller its own reply; with one
+request in flight it is a single call as before. It is what ioredis's ``enableAutoPipelining`` and
+Lettuce's command batching do; redis-py has none, so this module adds it on redis-py's own connections
+(URL, authentication, TLS, timeouts, command packing and the hiredis parser are redis-py's).
 
 Only idempotent reads go through it: a batch broken by a lost connection is sent once more on a fresh
 connection, as the serving client's one retry would; after that every caller of the batch gets the
@@ -25,40 +25,33 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-RETRIED = (RedisConnectionError, RedisTimeoutError, OSError)  # what a fresh connection may cure
-_Call = tuple[bytes, "asyncio.Future[Any]"]
-
-
-def _bulk(part: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(part), part)
+_RETRIED = (RedisConnectionError, RedisTimeoutError, OSError)  # what a fresh connection may cure
+_Call = tuple[tuple[str, ...], "asyncio.Future[Any]"]  # EVALSHA's arguments, and where its reply goes
 
 
 class AutoPipeline:
-    """``await pipeline.evalsha(script, keys, args)``: one script call, sent with the others of this turn."""
+    """``await pipeline(keys, args)``: one call of ``script``, sent with the others of this turn."""
 
-    def __init__(self, client: aredis.Redis) -> None:
+    def __init__(self, client: aredis.Redis, script: str) -> None:
         self._pool = client.connection_pool
+        self._script = client.register_script(script)
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()  # batches in flight (the loop keeps weak references)
         self.batches = 0  # batches sent, and calls in them: the mean batch size is calls / batches
         self.calls = 0
 
-    async def evalsha(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str]) -> Any:
-        """``script(keys=keys, args=args)`` as redis-py answers it (raises what redis-py would)."""
-        parts = [b"EVALSHA", script.sha.encode(), b"%d" % len(keys), *(k.encode() for k in keys)]
-        parts += [a.encode() for a in args]
-        command = b"*%d\r\n%s" % (len(parts), b"".join(map(_bulk, parts)))
+    async def __call__(self, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """The script's reply to ``keys`` and ``args``, as redis-py gives it (raises what redis-py would)."""
         try:
-            return await self._submit(command)
+            return await self._submit(("EVALSHA", self._script.sha, str(len(keys)), *keys, *args))
         except NoScriptError:  # Redis restarted or flushed its scripts: redis-py loads it and calls again
-            return await script(keys=list(keys), args=list(args))
+            return await self._script(keys=list(keys), args=list(args))
 
-    def _submit(self, command: bytes) -> asyncio.Future[Any]:
+    def _submit(self, command: tuple[str, ...]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
@@ -78,7 +71,7 @@ class AutoPipeline:
         try:
             try:
                 await self._round_trip(batch)
-            except RETRIED:
+            except _RETRIED:
                 # a connection a Redis restart broke: the calls still unanswered, once more on a fresh one
                 unanswered = [call for call in batch if not call[1].done()]
                 if unanswered:
@@ -97,7 +90,7 @@ class AutoPipeline:
     async def _round_trip(self, batch: list[_Call]) -> None:
         connection = await self._pool.get_connection()
         try:
-            await connection.send_packed_command(b"".join(command for command, _ in batch))
+            await connection.send_packed_command(connection.pack_commands(command for command, _ in batch))
             for _, future in batch:
                 try:
                     reply = await connection.read_response()

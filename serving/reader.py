@@ -92,15 +92,13 @@ class OfferReader:
         self._live_base: dict[str, dict[str, int]] = {}  # version -> live redemptions at publish
         self._loading = asyncio.Lock()
         # a cluster spreads one member's reads over several slots: a pipeline there, one script elsewhere
-        cluster = isinstance(client, aredis.RedisCluster)
-        self._read_member = None if cluster else client.register_script(MEMBER_READ)
-        # concurrent requests' member reads: one write per loop turn (a cluster reads with a pipeline)
-        self._pipeline = None if cluster else AutoPipeline(client)
+        # concurrent requests' reads go in one write per loop turn (``serving.autopipeline``)
+        self._read_member = None if isinstance(client, aredis.RedisCluster) else AutoPipeline(client, MEMBER_READ)
 
     async def aclose(self) -> None:
         """Let the member reads in flight finish (before the client is closed)."""
-        if self._pipeline is not None:
-            await self._pipeline.aclose()
+        if self._read_member is not None:
+            await self._read_member.aclose()
 
     async def ping(self) -> None:
         with _store_errors("pinging"):
@@ -131,9 +129,8 @@ class OfferReader:
     async def _member(self, member_id: str) -> MemberView:
         keys, guess = self.keys, self._last_version
         with _store_errors("reading a member"):
-            if self._read_member is not None and self._pipeline is not None:
-                found, revision, redeemed, contacts, blob = await self._pipeline.evalsha(
-                    self._read_member,
+            if self._read_member is not None:
+                found, revision, redeemed, contacts, blob = await self._read_member(
                     keys=[
                         keys.current,
                         keys.catalogue_revision,

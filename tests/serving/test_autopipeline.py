@@ -43,8 +43,8 @@ def test_calls_of_one_turn_share_one_batch_and_each_gets_its_own_reply(
         redis_client.set(name, f"value {i}")
 
     async def body(client: aredis.Redis) -> tuple[list[Any], int, int]:
-        pipeline, script = AutoPipeline(client), client.register_script(ECHO)
-        replies = await asyncio.gather(*(pipeline.evalsha(script, [n], [f"arg {i}"]) for i, n in enumerate(names)))
+        pipeline = AutoPipeline(client, ECHO)
+        replies = await asyncio.gather(*(pipeline([n], [f"arg {i}"]) for i, n in enumerate(names)))
         return replies, pipeline.batches, pipeline.calls
 
     replies, batches, calls = _run(redis_endpoint, body)
@@ -59,10 +59,11 @@ def test_a_call_alone_answers_as_redis_py_does(
     redis_client.set(name, b"\x00binary\xff")
 
     async def body(client: aredis.Redis) -> tuple[Any, Any, int]:
-        pipeline, script = AutoPipeline(client), client.register_script(ECHO)
-        ours = [await pipeline.evalsha(script, [name], ["é"]) for _ in range(3)]
+        pipeline = AutoPipeline(client, ECHO)
+        ours = [await pipeline([name], ["é"]) for _ in range(3)]
         assert ours[0] == ours[1] == ours[2]
-        return ours[0], await script(keys=[name], args=["é"]), pipeline.batches
+        theirs = await client.register_script(ECHO)(keys=[name], args=["é"])  # redis-py's own script call
+        return ours[0], theirs, pipeline.batches
 
     ours, theirs, batches = _run(redis_endpoint, body)
     assert ours == theirs == [name.encode(), "é".encode(), b"\x00binary\xff"]
@@ -71,10 +72,10 @@ def test_a_call_alone_answers_as_redis_py_does(
 
 def test_an_error_reaches_only_its_caller(redis_endpoint: RedisEndpoint) -> None:
     async def body(client: aredis.Redis) -> tuple[list[Any], Any]:
-        pipeline, script = AutoPipeline(client), client.register_script(FAILS_ON_ASK)
+        pipeline = AutoPipeline(client, FAILS_ON_ASK)
         asks = ["a", "fail", "b", "fail", "c"]
-        replies = await asyncio.gather(*(pipeline.evalsha(script, ["k"], [a]) for a in asks), return_exceptions=True)
-        return replies, await pipeline.evalsha(script, ["k"], ["after"])  # the connection is still in step
+        replies = await asyncio.gather(*(pipeline(["k"], [a]) for a in asks), return_exceptions=True)
+        return replies, await pipeline(["k"], ["after"])  # the connection is still in step
 
     replies, after = _run(redis_endpoint, body)
     assert replies[0::2] == [b"a", b"b", b"c"]
@@ -86,10 +87,10 @@ def test_a_script_redis_lost_is_loaded_again(redis_endpoint: RedisEndpoint) -> N
     script_text = "return 'reloaded ' .. ARGV[1]"
 
     async def body(client: aredis.Redis) -> list[Any]:
-        pipeline, script = AutoPipeline(client), client.register_script(script_text)
-        await pipeline.evalsha(script, ["k"], ["first"])
+        pipeline = AutoPipeline(client, script_text)
+        await pipeline(["k"], ["first"])
         await client.script_flush()  # as after a Redis restart: the script's SHA is unknown now
-        return list(await asyncio.gather(*(pipeline.evalsha(script, ["k"], [str(i)]) for i in range(3))))
+        return list(await asyncio.gather(*(pipeline(["k"], [str(i)]) for i in range(3))))
 
     assert _run(redis_endpoint, body) == [b"reloaded 0", b"reloaded 1", b"reloaded 2"]
 
@@ -101,15 +102,15 @@ def test_a_broken_connection_is_replaced_and_the_batch_sent_again(
     redis_client.set(name, "still here")
 
     async def body(client: aredis.Redis) -> tuple[list[Any], int]:
-        pipeline, script = AutoPipeline(client), client.register_script(ECHO)
-        await pipeline.evalsha(script, [name], ["warm"])  # a pooled connection, idle now
+        pipeline = AutoPipeline(client, ECHO)
+        await pipeline([name], ["warm"])  # a pooled connection, idle now
         await client.client_setname("autopipeline-victim")  # only the test's own connections carry it
         killed = 0
         for info in redis_client.client_list():
             if info.get("name") == "autopipeline-victim":
                 killed += int(redis_client.client_kill_filter(_id=info["id"]))
         assert killed  # the idle pooled connection is gone on Redis's side
-        replies = await asyncio.gather(*(pipeline.evalsha(script, [name], [str(i)]) for i in range(5)))
+        replies = await asyncio.gather(*(pipeline([name], [str(i)]) for i in range(5)))
         return list(replies), pipeline.batches
 
     replies, batches = _run(redis_endpoint, body)
@@ -119,12 +120,12 @@ def test_a_broken_connection_is_replaced_and_the_batch_sent_again(
 
 def test_a_caller_that_goes_away_leaves_the_others_their_replies(redis_endpoint: RedisEndpoint) -> None:
     async def body(client: aredis.Redis) -> tuple[list[Any], Any]:
-        pipeline, script = AutoPipeline(client), client.register_script(FAILS_ON_ASK)
-        calls = [asyncio.ensure_future(pipeline.evalsha(script, ["k"], [str(i)])) for i in range(6)]
+        pipeline = AutoPipeline(client, FAILS_ON_ASK)
+        calls = [asyncio.ensure_future(pipeline(["k"], [str(i)])) for i in range(6)]
         await asyncio.sleep(0)  # every call submitted, none answered
         calls[2].cancel()
         replies = await asyncio.gather(*calls, return_exceptions=True)
-        return list(replies), await pipeline.evalsha(script, ["k"], ["after"])
+        return list(replies), await pipeline(["k"], ["after"])
 
     replies, after = _run(redis_endpoint, body)
     assert isinstance(replies[2], asyncio.CancelledError)
@@ -136,8 +137,8 @@ def test_redis_unreachable_fails_every_caller_with_a_redis_error() -> None:
     async def main() -> list[Any]:
         client = aredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # nothing listens on port 1
         try:
-            pipeline, script = AutoPipeline(client), client.register_script("return 1")
-            calls = (pipeline.evalsha(script, ["k"], ["a"]) for _ in range(3))
+            pipeline = AutoPipeline(client, "return 1")
+            calls = (pipeline(["k"], ["a"]) for _ in range(3))
             return list(await asyncio.gather(*calls, return_exceptions=True))
         finally:
             await client.aclose()
@@ -149,8 +150,8 @@ def test_redis_unreachable_fails_every_caller_with_a_redis_error() -> None:
 @pytest.mark.parametrize("in_flight", [1, 7])
 def test_closing_waits_for_the_batches_in_flight(redis_endpoint: RedisEndpoint, in_flight: int) -> None:
     async def body(client: aredis.Redis) -> list[Any]:
-        pipeline, script = AutoPipeline(client), client.register_script(FAILS_ON_ASK)
-        calls = [asyncio.ensure_future(pipeline.evalsha(script, ["k"], [str(i)])) for i in range(in_flight)]
+        pipeline = AutoPipeline(client, FAILS_ON_ASK)
+        calls = [asyncio.ensure_future(pipeline(["k"], [str(i)])) for i in range(in_flight)]
         await asyncio.sleep(0)
         await asyncio.sleep(0)  # the batch was handed to its sender
         await pipeline.aclose()
