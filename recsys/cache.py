@@ -124,6 +124,7 @@ class Keys:
 
 
 _HEADER = struct.Struct("<BBBB2sHiHHi")
+_BIAS = struct.Struct("<f")
 # format, tier, flags, pad, country (2 ASCII bytes), qualifying nights ytd, points balance,
 # n_factors, n_candidates, points_expiring_on (days since 1970-01-01, -1 when none)
 
@@ -188,7 +189,7 @@ class MemberRecord:
         if fmt != FORMAT_VERSION:
             raise StoreError(f"member record has format {fmt}, this server reads {FORMAT_VERSION}")
         off = _HEADER.size
-        bias = float(np.frombuffer(blob, "<f4", 1, off)[0])
+        (bias,) = _BIAS.unpack_from(blob, off)
         off += 4
         factors = np.frombuffer(blob, "<f2", nf, off)
         off += 2 * nf

@@ -12,7 +12,7 @@ cap leaves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -25,9 +25,9 @@ from recsys.catalogue import Catalogue
 from recsys.contacts import ContactPolicy, ContactState, iso_week
 from recsys.errors import ConfigurationError
 from recsys.profiles import EMPTY_PROFILE, MemberProfile
-from recsys.ranking import PERSONALISED, POPULAR_IN_TIER, explain, ranked
+from recsys.ranking import NEXT_TIER_NIGHTS, PERSONALISED, POPULAR_IN_TIER, explain, ranked
 from recsys.rules import eligible, reachable
-from recsys.tiers import QUALIFYING_NIGHTS, Tier
+from recsys.tiers import Tier
 
 Mask = npt.NDArray[np.bool_]
 
@@ -61,13 +61,16 @@ def load_ranking_policy() -> RankingPolicy:
         raise ConfigurationError(f"invalid ranking policy (OFFERS_RANKING_*): {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Chosen:
+    """One offer of a decision (not frozen: ten are made per request, and a frozen dataclass's
+    ``__init__`` costs three times as much)."""
+
     index: int  # offer index in the catalogue
     score: float  # the decision score
     model_score: float  # what the model (or popularity) said
     reasons: tuple[str, ...]
-    details: dict[str, str] = field(default_factory=dict)  # reason code -> what to show (brand, partner, date)
+    details: dict[str, str]  # reason code -> what to show (brand, partner, date)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +87,9 @@ def live_mask(
     policy: ContactPolicy,
     now: datetime,
 ) -> tuple[Mask, int]:
-    """``base`` less what the member's contact state and the live redemption counters rule out."""
-    mask = base.copy()
+    """``base`` less what the member's contact state and the live redemption counters rule out (``base``
+    itself, read-only, when they rule nothing out)."""
+    mask = base
     limits = {
         offer: catalogue.records[catalogue.index[offer]].get("per_member_limit")
         for offer in state.redeemed
@@ -95,44 +99,62 @@ def live_mask(
     for offer in policy.excluded(state, now, limits):
         i = catalogue.index.get(offer)
         if i is not None and mask[i]:
+            if mask is base:
+                mask = base.copy()
             mask[i] = False
             removed += 1
     for offer, count in live_redeemed.items():  # redemptions since publish, beyond the published ones
         i = catalogue.index.get(offer)
-        if i is not None and catalogue.limited[i] and catalogue.budget_left[i] - count <= 0:
+        if i is not None and mask[i] and catalogue.limited[i] and catalogue.budget_left[i] - count <= 0:
+            if mask is base:
+                mask = base.copy()
             mask[i] = False
     return mask, removed
 
 
-def _boosts(
-    record: MemberRecord, catalogue: Catalogue, idx: npt.NDArray[np.intp], day: int, p: RankingPolicy
-) -> npt.NDArray[np.float64]:
-    boost = np.ones(len(idx))
-    tier = int(record.tier)
-    boost[(catalogue.min_tier[idx] == tier) & (tier > int(Tier.CLASSIC))] *= p.tier_exclusive_boost
-    if tier < int(Tier.DIAMOND):
-        needed = QUALIFYING_NIGHTS[Tier(tier + 1)]
-        if record.qualifying_nights_ytd >= p.near_next_tier_share * needed:
-            boost[catalogue.earns_qualifying_nights[idx]] *= p.near_next_tier_boost
-    if 0 <= record.points_expiring_day - day <= p.points_expiring_days:
-        cost = catalogue.points_cost[idx]
-        boost[(cost > 0) & (cost <= record.points_balance)] *= p.points_expiring_boost
-    return boost
-
-
-_PROPENSITY = 1.0 / np.log2(2.0 + np.arange(2048))  # by model rank: the request path slices it
-
-
-def _value_and_lever(catalogue: Catalogue, policy: RankingPolicy) -> npt.NDArray[np.float64]:
-    """Every offer's ``value^w_value x lever^w_lever``, computed once per catalogue and policy."""
-    key: tuple[object, ...] = ("value_and_lever", policy.value_weight, policy.lever_weight)
+def _tier_weights(catalogue: Catalogue, tier: int, policy: RankingPolicy) -> npt.NDArray[np.float64]:
+    """Every offer's ``value^w_value x lever^w_lever``, times the tier-exclusive boost where its minimum
+    tier is ``tier`` (above Classic): what the arbitration multiplies for every member of ``tier``,
+    computed once per catalogue, tier and policy."""
+    key: tuple[object, ...] = ("tier_weights", tier, policy.value_weight, policy.lever_weight)
+    key += (policy.tier_exclusive_boost,)
     found = catalogue.memo.get(key)
     if found is None:
         value = catalogue.value.astype(np.float64)
         value_term = np.power(np.maximum(value / catalogue.value_median, 1e-3), policy.value_weight)
         lever_term = np.power(np.maximum(catalogue.lever.astype(np.float64), 1e-3), policy.lever_weight)
-        found = catalogue.remember(key, value_term * lever_term)
+        weights = value_term * lever_term
+        if tier > int(Tier.CLASSIC):
+            weights[catalogue.min_tier == tier] *= policy.tier_exclusive_boost
+        found = catalogue.remember(key, weights)
     return found
+
+
+def _near_weights(catalogue: Catalogue, policy: RankingPolicy) -> npt.NDArray[np.float64]:
+    """The near-next-tier boost of each offer (1 for offers earning no qualifying nights), per catalogue."""
+    key: tuple[object, ...] = ("near_weights", policy.near_next_tier_boost)
+    found = catalogue.memo.get(key)
+    if found is None:
+        found = catalogue.remember(key, np.where(catalogue.earns_qualifying_nights, policy.near_next_tier_boost, 1.0))
+    return found
+
+
+def _weights(
+    record: MemberRecord, catalogue: Catalogue, idx: npt.NDArray[np.intp], day: int, p: RankingPolicy
+) -> npt.NDArray[np.float64]:
+    """``value^w_value x lever^w_lever x boosts`` of the offers ``idx`` for this member: tier-exclusive,
+    near the next tier (offers earning nights), points expiring (offers the balance affords)."""
+    tier = int(record.tier)
+    weights = _tier_weights(catalogue, tier, p)[idx]
+    if tier < len(NEXT_TIER_NIGHTS) and record.qualifying_nights_ytd >= p.near_next_tier_share * NEXT_TIER_NIGHTS[tier]:
+        weights *= _near_weights(catalogue, p)[idx]
+    if 0 <= record.points_expiring_day - day <= p.points_expiring_days:
+        cost = catalogue.points_cost[idx]
+        weights[(cost > 0) & (cost <= record.points_balance)] *= p.points_expiring_boost
+    return weights
+
+
+_PROPENSITY = 1.0 / np.log2(2.0 + np.arange(2048))  # by model rank: the request path slices it
 
 
 def arbitrate(
@@ -148,23 +170,24 @@ def arbitrate(
     """Re-rank model picks (``idx``: offer indices, best first) by propensity x value x lever x boosts x
     rotation, then cap each brand: the positions in ``idx`` kept, in order, and every position's score."""
     n = len(idx)
-    propensity = _PROPENSITY[:n] if n <= len(_PROPENSITY) else 1.0 / np.log2(2.0 + np.arange(n))
-    turn: float | npt.NDArray[np.float64] = 1.0
+    final = _weights(record, catalogue, idx, day, policy)
+    final *= _PROPENSITY[:n] if n <= len(_PROPENSITY) else 1.0 / np.log2(2.0 + np.arange(n))
     if rotation:  # a few recently shown offers: looked up by offer index, not per pick by offer id
-        turn = np.ones(len(idx))
+        position = {i: j for j, i in enumerate(idx.tolist())}
         for offer, weight in rotation.items():
-            i = catalogue.index.get(offer)
-            if i is not None:
-                turn[idx == i] = weight
-    final = propensity * _value_and_lever(catalogue, policy)[idx] * _boosts(record, catalogue, idx, day, policy) * turn
+            j = position.get(catalogue.index.get(offer, -1))
+            if j is not None:
+                final[j] *= weight
     kept: list[int] = []
     per_brand: dict[int, int] = {}
     brands = catalogue.brand_code[idx].tolist()
+    most = policy.max_per_brand
     for j in np.argsort(-final, kind="stable").tolist():
         brand = brands[j]
-        if per_brand.get(brand, 0) >= policy.max_per_brand:
+        shown = per_brand.get(brand, 0)
+        if shown >= most:
             continue
-        per_brand[brand] = per_brand.get(brand, 0) + 1
+        per_brand[brand] = shown + 1
         kept.append(j)
         if len(kept) == limit:
             break

@@ -10,6 +10,7 @@ codec in ``recsys.cache`` leaves alone, so a request still reads one key per mem
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -36,6 +37,7 @@ TRAILER = np.dtype(
         ("partner_shares", "<f2", (SLOTS,)),  # share of the member's (recency-weighted) partner activity
     ]
 )
+_TRAILER_STRUCT = struct.Struct(f"<B{SLOTS}h{SLOTS}e{SLOTS}h{SLOTS}e")  # TRAILER's bytes as Python values
 HALF_LIFE_DAYS = 180.0
 
 IntMatrix = npt.NDArray[np.int16]
@@ -182,9 +184,10 @@ def read_profile(blob: bytes, record: MemberRecord) -> MemberProfile:
     offset = _record_size(len(record.factors), len(record.candidates))
     if len(blob) < offset + TRAILER.itemsize or blob[offset] != TRAILER_FORMAT:
         return EMPTY_PROFILE
-    t = np.frombuffer(blob, TRAILER, 1, offset)[0]
-    brands = tuple((int(b), float(s)) for b, s in zip(t["brands"], t["brand_shares"], strict=True) if b >= 0)
-    partners = tuple((int(p), float(s)) for p, s in zip(t["partners"], t["partner_shares"], strict=True) if p >= 0)
+    fields = _TRAILER_STRUCT.unpack_from(blob, offset)
+    b, bs, p, ps = (fields[1 + SLOTS * k : 1 + SLOTS * (k + 1)] for k in range(4))
+    brands = tuple((brand, share) for brand, share in zip(b, bs, strict=True) if brand >= 0)
+    partners = tuple((partner, share) for partner, share in zip(p, ps, strict=True) if partner >= 0)
     return MemberProfile(brands, partners) if brands or partners else EMPTY_PROFILE
 
 

@@ -42,7 +42,7 @@ POPULAR_TOP = 10  # a personalised offer among its tier's most popular this many
 PROFILE_MIN_SHARE = 0.1  # a brand or partner counts for a reason from this share of the member's activity
 _EPOCH = date(1970, 1, 1)
 _CLASSIC = int(Tier.CLASSIC)
-_NEXT_TIER_NIGHTS = tuple(QUALIFYING_NIGHTS[Tier(t + 1)] for t in range(int(Tier.DIAMOND)))
+NEXT_TIER_NIGHTS = tuple(QUALIFYING_NIGHTS[Tier(t + 1)] for t in range(int(Tier.DIAMOND)))
 
 
 Pick = tuple[int, float, str]  # offer index, score, source
@@ -83,47 +83,61 @@ def rank(
 
 def ranked(
     record: MemberRecord, catalogue: Catalogue, eligible: npt.NDArray[np.bool_], limit: int
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], int]:
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.floating], int]:
     """``rank`` as arrays, for the request path: offer indices and scores, best first, and how many lead
     as personalised (the rest are popular in tier). No object per offer: ``decide`` keeps a quarter."""
-    taken = np.zeros(len(catalogue), dtype=bool)
-    idx, scores = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float64)
+    idx: npt.NDArray[np.intp] = _NONE
+    scores: npt.NDArray[np.floating] = _NO_SCORES
     if personalised(record):
-        idx, scores = _personalised(record, catalogue, eligible, limit, taken)
+        idx, scores = _personalised(record, catalogue, eligible, limit)
     n_personalised = len(idx)
     if n_personalised < limit:
-        pool = np.flatnonzero(eligible & ~taken)
-        popularity = catalogue.popular[min(record.tier, len(catalogue.popular) - 1), pool]
-        order = _top(popularity, limit - n_personalised)
-        idx = np.concatenate([idx, pool[order]])
-        scores = np.concatenate([scores, popularity[order].astype(np.float64)])
+        row = min(record.tier, len(catalogue.popular) - 1)
+        order = _popular_order(catalogue, row)
+        first = order[eligible[order]][:limit]  # holds what is wanted however many of them were picked above
+        wanted = limit - n_personalised
+        if n_personalised:
+            picked = set(idx.tolist())
+            first = np.array([i for i in first.tolist() if i not in picked][:wanted], dtype=np.intp)
+        else:
+            first = first[:wanted]
+        idx = np.concatenate([idx, first])
+        scores = np.concatenate([scores.astype(np.float64), catalogue.popular[row, first].astype(np.float64)])
     return idx, scores, n_personalised
 
 
+def _popular_order(catalogue: Catalogue, row: int) -> npt.NDArray[np.intp]:
+    """Every offer, most popular in tier row ``row`` first (ties in catalogue order), once per catalogue."""
+    key: tuple[object, ...] = ("popular_order", row)
+    found = catalogue.memo.get(key)
+    if found is None:
+        found = catalogue.remember(key, np.argsort(-catalogue.popular[row], kind="stable"))
+    return found
+
+
 def _personalised(
-    record: MemberRecord,
-    catalogue: Catalogue,
-    eligible: npt.NDArray[np.bool_],
-    limit: int,
-    taken: npt.NDArray[np.bool_],
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    record: MemberRecord, catalogue: Catalogue, eligible: npt.NDArray[np.bool_], limit: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.floating]]:
     cand = record.candidates.astype(np.intp)
     cand = cand[cand < catalogue.n_published]
     cand = cand[eligible[cand]][:limit]
-    taken[cand] = True
     if record.factors.shape != (catalogue.n_factors,):  # cannot score: the published order stands
         return cand, np.arange(0, -len(cand), -1, dtype=np.float64)  # 0, -1, -2 ... (not -0.0)
     member = record.factors.astype(np.float32)
     # records keep candidates best first, without their scores: the few kept are rescored here
-    scores = catalogue.factors[cand] @ member + catalogue.bias[cand] + np.float32(record.bias)
+    scores = catalogue.factors[cand] @ member
+    scores += catalogue.bias[cand]
+    scores += np.float32(record.bias)
+    added = catalogue.n_published
     if len(cand) >= limit:
         # offers added after publish are few: score them for everyone so new offers get a chance
-        added = catalogue.n_published
-        extra = _NONE
-        if added < len(catalogue):
-            extra = np.flatnonzero(eligible[added:] & catalogue.embedded[added:]) + added
+        if added >= len(catalogue):
+            return cand, scores
+        extra = np.flatnonzero(eligible[added:] & catalogue.embedded[added:]) + added
     else:
-        extra = np.flatnonzero(eligible & ~taken & catalogue.embedded)
+        others = eligible & catalogue.embedded
+        others[cand] = False
+        extra = np.flatnonzero(others)
     if len(extra):
         extra_scores = catalogue.factors[extra] @ member + catalogue.bias[extra] + np.float32(record.bias)
         order = _top(extra_scores, limit)
@@ -131,11 +145,11 @@ def _personalised(
         scores = np.concatenate([scores, extra_scores[order].astype(np.float32)])
         best = np.argsort(-scores, kind="stable")[:limit]
         cand, scores = cand[best], scores[best]
-    taken[cand] = True
-    return cand, scores.astype(np.float64)
+    return cand, scores
 
 
 _NONE = np.empty(0, dtype=np.intp)
+_NO_SCORES = np.empty(0, dtype=np.float64)
 
 
 def _top(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.intp]:
@@ -152,9 +166,7 @@ def _reasons(picked: list[Pick], record: MemberRecord, c: Catalogue, day: int) -
     idx = np.fromiter((i for i, _, _ in picked), dtype=np.intp, count=len(picked))
     cost = c.points_cost[idx]
     expiring = 0 <= record.points_expiring_day - day <= POINTS_EXPIRING_DAYS
-    needed = (
-        _NEXT_TIER_NIGHTS[record.tier] - record.qualifying_nights_ytd if record.tier < len(_NEXT_TIER_NIGHTS) else 0
-    )
+    needed = NEXT_TIER_NIGHTS[record.tier] - record.qualifying_nights_ytd if record.tier < len(NEXT_TIER_NIGHTS) else 0
     flags = (
         (NEW_OFFER, idx >= c.n_published),
         (TIER_EXCLUSIVE, c.min_tier[idx] > _CLASSIC),
@@ -233,8 +245,8 @@ def explain(
     expiring = 0 <= record.points_expiring_day - day <= points_expiring_days
     expiry = (_EPOCH + timedelta(days=record.points_expiring_day)).isoformat() if expiring else ""
     near, next_label, to_go = False, "", 0
-    if tier < len(_NEXT_TIER_NIGHTS):
-        target = _NEXT_TIER_NIGHTS[tier]
+    if tier < len(NEXT_TIER_NIGHTS):
+        target = NEXT_TIER_NIGHTS[tier]
         to_go = target - record.qualifying_nights_ytd
         threshold = (
             target * near_next_tier_share if near_next_tier_share is not None else target - NEAR_NEXT_TIER_NIGHTS
@@ -245,33 +257,38 @@ def explain(
     popular = _popular_top(c, tier)
     exclusive = tier > _CLASSIC  # as the tier-exclusive boost: offers whose minimum tier is the member's
     balance, n_published = record.points_balance, c.n_published
+    brand_of, partner_of, partner_name = facts.brand, facts.partner_id, facts.partner_name
+    min_tier, cost, earns, campaign = facts.min_tier, facts.points_cost, facts.earns_nights, facts.campaign
+    last_day, last_date = facts.valid_to_day, facts.valid_to
+    tier_label = TIER_LABELS[tier] if exclusive else ""
+    to_go_text = f"{to_go} nights to {next_label}" if near else ""
     out: list[Explained] = []
     for i, source in zip(indices, sources, strict=True):
         codes = [source]
         details: dict[str, str] = {}
-        if brands and facts.brand[i] in brands:
+        if brands and brand_of[i] in brands:
             codes.append(STAYED_BRAND)
-            details[STAYED_BRAND] = facts.brand[i]
-        if partners and facts.partner_id[i] and facts.partner_id[i] in partners:
+            details[STAYED_BRAND] = brand_of[i]
+        if partners and partner_of[i] and partner_of[i] in partners:
             codes.append(PARTNER_AFFINITY)
-            details[PARTNER_AFFINITY] = facts.partner_name[i]
-        if exclusive and facts.min_tier[i] == tier:
+            details[PARTNER_AFFINITY] = partner_name[i]
+        if exclusive and min_tier[i] == tier:
             codes.append(TIER_EXCLUSIVE)
-            details[TIER_EXCLUSIVE] = TIER_LABELS[tier]
-        if expiring and 0 < facts.points_cost[i] <= balance:
+            details[TIER_EXCLUSIVE] = tier_label
+        if expiring and 0 < cost[i] <= balance:
             codes.append(POINTS_EXPIRING)
             details[POINTS_EXPIRING] = expiry
-        if near and facts.earns_nights[i]:
+        if near and earns[i]:
             codes.append(NEAR_NEXT_TIER)
-            details[NEAR_NEXT_TIER] = f"{to_go} nights to {next_label}"
+            details[NEAR_NEXT_TIER] = to_go_text
         if source != POPULAR_IN_TIER and i in popular:
             codes.append(POPULAR_IN_TIER)
-        if facts.campaign[i]:
+        if campaign[i]:
             codes.append(CAMPAIGN)
         if i >= n_published:
             codes.append(NEW_OFFER)
-        if facts.valid_to_day[i] - day < ENDING_SOON_DAYS:
+        if last_day[i] - day < ENDING_SOON_DAYS:
             codes.append(ENDING_SOON)
-            details[ENDING_SOON] = facts.valid_to[i]
+            details[ENDING_SOON] = last_date[i]
         out.append((tuple(codes), details))
     return out

@@ -5,10 +5,12 @@ call (``serving.reader.MEMBER_READ``). Sent one by one through redis-py, each ca
 from the pool, goes through the client's retry and timeout wrappers, writes its command, reads its
 reply and gives the connection back: one write per request on both sides. ``AutoPipeline`` gathers the
 calls of one script issued in one turn of the event loop and sends them as one pipeline on one pooled
-connection (one write, packed by that connection), then hands each caller its own reply; with one
-request in flight it is a single call as before. It is what ioredis's ``enableAutoPipelining`` and
-Lettuce's command batching do; redis-py has none, so this module adds it on redis-py's own connections
-(URL, authentication, TLS, timeouts, command packing and the hiredis parser are redis-py's).
+connection (one write), then hands each caller its own reply; with one request in flight it is a single
+call as before. It is what ioredis's ``enableAutoPipelining`` and Lettuce's command batching do;
+redis-py has none, so this module adds it on redis-py's own connections (URL, authentication, TLS,
+timeouts and the hiredis reply parser are redis-py's). The commands are packed by hiredis's
+``pack_command``, in C, as redis-py's synchronous client packs them (its asyncio connection packs in
+Python, a few microseconds a command).
 
 Only idempotent reads go through it: a batch broken by a lost connection is sent once more on a fresh
 connection, as the serving client's one retry would; after that every caller of the batch gets the
@@ -22,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aredis
+from hiredis import pack_command
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -90,7 +93,9 @@ class AutoPipeline:
     async def _round_trip(self, batch: list[_Call]) -> None:
         connection = await self._pool.get_connection()
         try:
-            await connection.send_packed_command(connection.pack_commands(command for command, _ in batch))
+            # hiredis's stub types the argument as a one-item tuple; it takes any tuple of str/bytes/numbers
+            packed = b"".join(pack_command(cast(Any, command)) for command, _ in batch)
+            await connection.send_packed_command(packed)
             for _, future in batch:
                 try:
                     reply = await connection.read_response()
