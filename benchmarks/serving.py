@@ -69,7 +69,8 @@ class ServingSetup:
             "concurrency": list(self.concurrency),
             "seconds_per_run": self.seconds,
             "runs_per_level": self.repeats,
-            "uvicorn": f"--workers {self.workers} --loop uvloop --http httptools --no-access-log (API and floor alike)",
+            "uvicorn": f"serving.workers --workers {self.workers} (one SO_REUSEPORT socket each) --loop uvloop "
+            "--http httptools --no-access-log (API and floor alike)",
             "wrk": f"-t{self.wrk_threads} -c<concurrency> -d{self.seconds:g}s, random member per request",
             "request": OFFERS_PATH % "<member>",
             "floor": FLOOR_PATH % "<member>",
@@ -262,7 +263,7 @@ def server_env(server: RedisServer, api_key: str, home: Path) -> dict[str, str]:
 
 def start_app(factory: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """uvicorn with the settings the API and the floor share."""
-    command = [python(), "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    command = [python(), "-m", "serving.workers", factory, "--factory", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
     command += ["--log-level", "warning"]
     process = subprocess.Popen(command, env=env)

@@ -296,16 +296,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default PORT or 8000).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
 ) -> None:
-    """Run the offers API under uvicorn."""
-    import uvicorn
-
+    """Run the offers API under uvicorn; several workers each listen on the port (``serving.workers``)."""
     from serving.access_log import log_config
+    from serving.workers import serve as serve_workers
 
     settings = _settings()
     key = _dev_key(settings)
     if key:
         typer.echo(f"No OFFERS_API_KEYS configured: development API key (all scopes): {key}")
-    uvicorn.run(
+    status = serve_workers(
         "serving.app:create_app",
         factory=True,
         host=host or settings.host,
@@ -316,6 +315,8 @@ def serve(
         access_log=False,  # it prints raw paths, member ids included; serving.access_log logs route templates
         log_config=log_config(settings.log_level),
     )
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()
