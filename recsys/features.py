@@ -1,10 +1,15 @@
 """Member and offer feature matrices for the hybrid model, and the vocabulary that encodes new rows alike.
 
-Members are described by who they are (tier, home country) and what they do (brands, brand levels and
-top cities they stay in, cuisines they dine on, partners they use and which way they move points, how
-often and how much they spend), weighted with exponential recency decay; offers by brand, brand level,
-category, city, partner and minimum tier. In every row each group of features sums to one and the row is
-then L1-normalised, as LightFM expects. Columns hold the side features first and the identity features
+Members are described by who they are (tier, home country) and what they do (brands and brand levels
+they stay at, the cities they go to, cuisines they dine on, partners they use and which way they move
+points, how often and how much they spend), weighted with exponential recency decay; offers by brand,
+brand level, category, city, partner and minimum tier. A member's cities come from every trace of where
+they go: stays, meals in the group's hotel restaurants (the hotel's city) and clicks or redemptions of
+offers tied to a city, so members who never stayed still have cities; only the ``top_cities`` heaviest
+that each hold at least ``min_city_share`` of that evidence are kept (a one-off trip is not a taste). A
+meal or a response counts as much as one stay night (``stay_weighting="nights"``) or one stay
+(``"count"``). In every row each group of features sums to one and the row is then L1-normalised, as
+LightFM expects. Columns hold the side features first and the identity features
 (one per training member or offer) last, so a new member or offer encodes without any identity.
 Everything is vectorised: one factorize and one sparse build per group.
 """
@@ -36,6 +41,8 @@ BAND_QUANTILES = (0.5, 0.8, 0.95)  # edges between the bands, among members acti
 BAND_WINDOW_DAYS = 365
 NO_ACTIVITY = "none"
 ANY_CITY = "any"
+MIN_CITY_SHARE = 0.25  # default share of a member's city evidence a city must hold to count as theirs
+RESPONSE_EVENTS = ("click", "redeem")  # offer responses that show interest in the offer's city
 FORMAT_VERSION = 1
 
 IntArray = npt.NDArray[np.int64]
@@ -51,6 +58,7 @@ class _Group:
     values: pd.Series | npt.NDArray[Any]  # missing or empty values are skipped
     weights: FloatArray
     top: int = 0  # keep only the ``top`` heaviest values of each row; 0 keeps all
+    min_share: float = 0.0  # then drop values holding less than this share of the row's kept weight
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,9 @@ class FeatureSpace:
     half_life_days: float = 90.0
     stay_weighting: StayWeighting = "nights"
     top_cities: int = 3
+    min_city_share: float = MIN_CITY_SHARE
+    property_cities: dict[str, str] = field(default_factory=dict)  # hotel -> city, for dining
+    offer_cities: dict[str, str] = field(default_factory=dict)  # offer -> city, for responses
 
     @property
     def member_feature_names(self) -> tuple[str, ...]:
@@ -112,19 +123,22 @@ class FeatureSpace:
         stays: pd.DataFrame | None = None,
         dining: pd.DataFrame | None = None,
         partner_activity: pd.DataFrame | None = None,
+        offer_events: pd.DataFrame | None = None,
         until: pd.Timestamp | None = None,
         as_of: pd.Timestamp | None = None,
     ) -> sp.csr_matrix:
         """Feature rows for ``members`` (any members, known or new) in this space's columns.
 
-        Behaviour counts only before ``until``; recency is measured from ``as_of`` (default: ``until``,
-        else the latest date in the behaviour given). Values this space has not seen are ignored.
+        Behaviour (offer responses included) counts only before ``until``; recency is measured from
+        ``as_of`` (default: ``until``, else the latest date in the behaviour given). Values this space
+        has not seen are ignored.
         """
         groups = member_groups(
             members,
             stays=stays,
             dining=dining,
             partner_activity=partner_activity,
+            offer_events=offer_events,
             until=until,
             as_of=as_of,
             space=self,
@@ -167,6 +181,9 @@ class FeatureSpace:
             "half_life_days": self.half_life_days,
             "stay_weighting": self.stay_weighting,
             "top_cities": self.top_cities,
+            "min_city_share": self.min_city_share,
+            "property_cities": self.property_cities,
+            "offer_cities": self.offer_cities,
         }
         return json.dumps(doc, separators=(",", ":"))
 
@@ -195,6 +212,9 @@ class FeatureSpace:
                 half_life_days=float(doc["half_life_days"]),
                 stay_weighting=doc["stay_weighting"],
                 top_cities=int(doc["top_cities"]),
+                min_city_share=float(doc.get("min_city_share", 0.0)),
+                property_cities=dict(doc.get("property_cities") or {}),
+                offer_cities=dict(doc.get("offer_cities") or {}),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"not a feature space: {exc}") from exc
@@ -208,12 +228,14 @@ def fit_features(
     half_life_days: float = 90.0,
     stay_weighting: StayWeighting = "nights",
     top_cities: int = 3,
+    min_city_share: float = MIN_CITY_SHARE,
 ) -> tuple[FeatureSpace, sp.csr_matrix, sp.csr_matrix]:
     """Learn the vocabulary from ``data`` (behaviour before ``until`` only) and encode every member and
     offer in it: ``(space, member_features, offer_features)``, rows in the frames' order."""
     stays = before(data.stays, "check_in", until)
     dining = before(data.dining, "date", until)
     activity = before(data.partner_activity, "date", until)
+    responses = _responses(data.offer_events, until)
     as_of = as_of if as_of is not None else (until if until is not None else latest(stays, dining, activity))
     draft = FeatureSpace(
         member_side=(),
@@ -221,14 +243,17 @@ def fit_features(
         offer_side=(),
         offer_ids=tuple(str(o) for o in data.offers["offer_id"]),
         brand_levels=brand_levels(stays),
+        property_cities=property_cities(stays),
+        offer_cities=offer_cities(data.offers),
         partner_kinds=dict(
             zip(data.partners["partner_id"].astype(str), data.partners["kind"].astype(str), strict=True)
         ),
         half_life_days=half_life_days,
         stay_weighting=stay_weighting,
         top_cities=top_cities,
+        min_city_share=min_city_share,
     )
-    behaviour = _behaviour(data.members, stays, dining, activity, as_of, draft)
+    behaviour = _behaviour(data.members, stays, dining, activity, responses, as_of, draft)
     draft = replace(
         draft,
         frequency_edges=_edges(behaviour.stays),
@@ -307,12 +332,36 @@ def brand_levels(stays: pd.DataFrame) -> dict[str, str]:
     return {str(b): BRAND_LEVELS[int(p)] for b, p in zip(rate.index, position, strict=True)}
 
 
+def property_cities(stays: pd.DataFrame) -> dict[str, str]:
+    """Hotel -> its city, as the stays record it (dining rows name the hotel, not the city)."""
+    if stays.empty or "property_id" not in stays:
+        return {}
+    known = stays.loc[stays["property_id"].notna() & stays["city"].notna(), ["property_id", "city"]]
+    first = known.drop_duplicates("property_id")
+    return dict(zip(first["property_id"].astype(str), first["city"].astype(str), strict=True))
+
+
+def offer_cities(offers: pd.DataFrame) -> dict[str, str]:
+    """Offer -> the city it is tied to (offers valid anywhere are left out)."""
+    tied = offers.loc[offers["city"].notna() & (offers["city"].astype(str) != "")]
+    return dict(zip(tied["offer_id"].astype(str), tied["city"].astype(str), strict=True))
+
+
+def _responses(events: pd.DataFrame | None, until: pd.Timestamp | None) -> pd.DataFrame:
+    """Clicks and redemptions strictly before ``until``."""
+    if events is None or events.empty:
+        return pd.DataFrame()
+    events = before(events, "timestamp", until)
+    return events.loc[events["event"].isin(RESPONSE_EVENTS)]
+
+
 def member_groups(
     members: pd.DataFrame,
     *,
     stays: pd.DataFrame | None,
     dining: pd.DataFrame | None,
     partner_activity: pd.DataFrame | None,
+    offer_events: pd.DataFrame | None = None,
     until: pd.Timestamp | None,
     as_of: pd.Timestamp | None,
     space: FeatureSpace,
@@ -322,9 +371,10 @@ def member_groups(
     stays = before(stays if stays is not None else empty, "check_in", until)
     dining = before(dining if dining is not None else empty, "date", until)
     activity = before(partner_activity if partner_activity is not None else empty, "date", until)
+    responses = _responses(offer_events, until)
     if as_of is None:
         as_of = until if until is not None else latest(stays, dining, activity)
-    behaviour = _behaviour(members, stays, dining, activity, as_of, space)
+    behaviour = _behaviour(members, stays, dining, activity, responses, as_of, space)
     return behaviour.groups + _band_groups(behaviour, space)
 
 
@@ -343,6 +393,7 @@ def _behaviour(
     stays: pd.DataFrame,
     dining: pd.DataFrame,
     activity: pd.DataFrame,
+    responses: pd.DataFrame,
     as_of: pd.Timestamp | None,
     space: FeatureSpace,
 ) -> _Behaviour:
@@ -358,6 +409,7 @@ def _behaviour(
     partner_counts = sp.csr_matrix((n, 0))
     partners: tuple[str, ...] = ()
     half = space.half_life_days
+    cities: list[tuple[IntArray, npt.NDArray[Any], FloatArray]] = []  # (rows, city, weight) from each source
     if not stays.empty:
         s_rows, stays = _rows_of(index, stays)
         base = {
@@ -369,8 +421,8 @@ def _behaviour(
         groups += [
             _Group("brand:", s_rows, stays["brand"], w),
             _Group("brand_level:", s_rows, lookup(stays["brand"], space.brand_levels), w),
-            _Group("city:", s_rows, stays["city"], w, top=space.top_cities),
         ]
+        cities.append((s_rows, stays["city"].to_numpy(dtype=object), w))
         recent = _in_window(stays["check_in"], as_of)
         count += np.bincount(s_rows[recent], minlength=n)
         spend += np.bincount(s_rows[recent], weights=stays["revenue"].to_numpy(np.float64)[recent], minlength=n)
@@ -378,6 +430,8 @@ def _behaviour(
         d_rows, dining = _rows_of(index, dining)
         w = decay(dining["date"], as_of, half)
         groups.append(_Group("cuisine:", d_rows, dining["cuisine"], w))
+        if "property_id" in dining:  # a meal in one of the group's hotels: a visit to its city
+            cities.append((d_rows, lookup(dining["property_id"], space.property_cities), w))
         recent = _in_window(dining["date"], as_of)
         spend += np.bincount(d_rows[recent], weights=dining["spend"].to_numpy(np.float64)[recent], minlength=n)
         meals += np.bincount(d_rows[recent], minlength=n)
@@ -396,6 +450,22 @@ def _behaviour(
             (np.ones(len(codes)), (a_rows[recent], codes)), shape=(n, len(partners)), dtype=np.float64
         )
         partner_counts.sum_duplicates()
+    if not responses.empty:  # interest in an offer tied to a city is interest in the city
+        r_rows, responses = _rows_of(index, responses)
+        cities.append(
+            (r_rows, lookup(responses["offer_id"], space.offer_cities), decay(responses["timestamp"], as_of, half))
+        )
+    if cities:
+        groups.append(
+            _Group(
+                "city:",
+                np.concatenate([c[0] for c in cities]),
+                np.concatenate([c[1] for c in cities]),
+                np.concatenate([c[2] for c in cities]),
+                top=space.top_cities,
+                min_share=space.min_city_share,
+            )
+        )
     return _Behaviour(
         groups=groups, stays=count, spend=spend, dining=meals, partner_counts=partner_counts, partners=partners
     )
@@ -494,6 +564,10 @@ def _group_matrix(group: _Group, n_rows: int) -> tuple[sp.csr_matrix, list[str]]
     matrix.eliminate_zeros()
     if group.top:
         matrix = _keep_top(matrix, group.top)
+    if group.min_share > 0:
+        share = _normalise_rows(matrix)
+        matrix = sp.csr_matrix(matrix.multiply(share >= group.min_share))
+        matrix.eliminate_zeros()
     return _normalise_rows(matrix), [group.prefix + str(c) for c in categories]
 
 

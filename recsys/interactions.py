@@ -40,6 +40,7 @@ class InteractionWeights(BaseModel):
     stay_weighting: Literal["nights", "spend", "count"] = "nights"  # how stays weigh in behaviour features
     half_life_days: Annotated[float, Field(gt=0)] = 90.0  # an event this old counts half
     top_cities: Annotated[int, Field(ge=1)] = 3  # cities kept per member in the behaviour features
+    min_city_share: Annotated[float, Field(ge=0, lt=1)] = 0.25  # of the member's city evidence, to be kept
     as_of: datetime | None = None  # end of history and origin of recency; None: the latest event
 
     def event_weights(self) -> dict[str, float]:
@@ -96,6 +97,7 @@ def build_training_set(
             half_life_days=weights.half_life_days,
             stay_weighting=weights.stay_weighting,
             top_cities=weights.top_cities,
+            min_city_share=weights.min_city_share,
         )
     else:
         member_features = space.encode_members(
@@ -103,6 +105,7 @@ def build_training_set(
             stays=data.stays,
             dining=data.dining,
             partner_activity=data.partner_activity,
+            offer_events=events,
             until=cutoff_utc,
             as_of=as_of,
         )

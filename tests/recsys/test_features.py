@@ -28,7 +28,7 @@ def _decay(days: float) -> float:
 
 
 def test_member_rows_describe_who_they_are_and_what_they_do() -> None:
-    space, members, _ = _fit()
+    space, members, _ = _fit(min_city_share=0.0)
     m1 = _row(members, space.member_feature_names, 0)
     assert set(m1) == {
         "member:m1",
@@ -62,7 +62,7 @@ def test_member_rows_describe_who_they_are_and_what_they_do() -> None:
 
 
 def test_each_group_sums_to_one_and_rows_are_l1_normalised() -> None:
-    space, members, offers = _fit()
+    space, members, offers = _fit(min_city_share=0.0)
     for matrix in (members, offers):
         assert matrix.dtype == np.float32 and sp.issparse(matrix)
         np.testing.assert_allclose(np.asarray(matrix.sum(axis=1)).ravel(), 1.0, rtol=1e-6)
@@ -83,9 +83,31 @@ def test_each_group_sums_to_one_and_rows_are_l1_normalised() -> None:
 def test_stays_weigh_by_the_chosen_measure_with_recency_decay(
     weighting: StayWeighting, shanghai: float, beijing: float
 ) -> None:
-    space, members, _ = _fit(stay_weighting=weighting)
+    space, members, _ = _fit(stay_weighting=weighting, min_city_share=0.0)
     m1 = _row(members, space.member_feature_names, 0)
-    assert m1["city:Shanghai"] / m1["city:Beijing"] == pytest.approx(shanghai / beijing, rel=1e-5)
+    redeemed = _decay(29.5)  # m1 also redeemed the Shanghai offer o1: one unit of city evidence
+    assert m1["city:Shanghai"] / m1["city:Beijing"] == pytest.approx((shanghai + redeemed) / beijing, rel=1e-5)
+
+
+def test_cities_come_from_stays_hotel_meals_and_offer_responses() -> None:
+    data = tiny_data()
+    space, members, _ = _fit(min_city_share=0.0)
+    assert space.property_cities["p3"] == "Tehran"
+    assert space.offer_cities == {"o1": "Shanghai", "o4": "Tehran"}
+    m2 = _row(members, space.member_feature_names, 1)
+    assert {n for n in m2 if n.startswith("city:")} == {"city:Tehran"}  # its Shanghai click is after the cut
+    # Without stays: a meal in hotel p3 places m2 in Tehran, m1's redemption of o1 in Shanghai.
+    alone = space.encode_members(data.members, dining=data.dining, offer_events=data.offer_events, until=AS_OF)
+    assert "city:Tehran" in _row(alone, space.member_feature_names, 1)
+    assert "city:Shanghai" in _row(alone, space.member_feature_names, 0)
+    assert not any(n.startswith("city:") for n in _row(alone, space.member_feature_names, 2))
+
+
+def test_cities_below_the_minimum_share_are_dropped() -> None:
+    space, members, _ = _fit()  # Beijing holds under a quarter of m1's city evidence
+    m1 = _row(members, space.member_feature_names, 0)
+    assert "city:Shanghai" in m1 and "city:Beijing" not in m1
+    assert FeatureSpace.from_json(space.to_json()).min_city_share == space.min_city_share
 
 
 def test_partner_activity_decays_with_age() -> None:
@@ -96,7 +118,7 @@ def test_partner_activity_decays_with_age() -> None:
 
 
 def test_only_the_top_cities_are_kept() -> None:
-    space, members, _ = _fit(top_cities=1)
+    space, members, _ = _fit(top_cities=1, min_city_share=0.0)
     m1 = _row(members, space.member_feature_names, 0)
     assert "city:Shanghai" in m1 and "city:Beijing" not in m1
     assert "city:Beijing" not in space.member_side
