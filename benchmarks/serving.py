@@ -262,7 +262,8 @@ def server_env(server: RedisServer, api_key: str, home: Path) -> dict[str, str]:
 
 
 def start_app(factory: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """uvicorn with the settings the API and the floor share."""
+    """The app under ``serving.workers`` (as ``offers serve`` runs the API), with the settings the API and
+    the floor share."""
     command = [python(), "-m", "serving.workers", factory, "--factory", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
     command += ["--log-level", "warning"]

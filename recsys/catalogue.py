@@ -219,12 +219,15 @@ class Catalogue:
         return mask
 
     def memoised(self, key: tuple[object, ...], build: Callable[[], Memo]) -> Memo:
-        """``build()``, computed once per catalogue under ``key`` (for derived values that are not arrays)."""
+        """``build()``, computed once per catalogue under ``key``; an array is kept read-only, as
+        ``remember`` keeps it."""
         if key in self.memo:
             return cast(Memo, self.memo[key])
         if len(self.memo) >= _MEMO_MAX:
             self.memo.clear()
         found = self.memo[key] = build()
+        if isinstance(found, np.ndarray):
+            found.flags.writeable = False
         return found
 
     @classmethod

@@ -64,7 +64,7 @@ def load_ranking_policy() -> RankingPolicy:
 @dataclass(slots=True)
 class Chosen:
     """One offer of a decision (not frozen: ten are made per request, and a frozen dataclass's
-    ``__init__`` costs three times as much)."""
+    ``__init__`` sets each field through ``object.__setattr__``)."""
 
     index: int  # offer index in the catalogue
     score: float  # the decision score
@@ -116,27 +116,24 @@ def _tier_weights(catalogue: Catalogue, tier: int, policy: RankingPolicy) -> npt
     """Every offer's ``value^w_value x lever^w_lever``, times the tier-exclusive boost where its minimum
     tier is ``tier`` (above Classic): what the arbitration multiplies for every member of ``tier``,
     computed once per catalogue, tier and policy."""
-    key: tuple[object, ...] = ("tier_weights", tier, policy.value_weight, policy.lever_weight)
-    key += (policy.tier_exclusive_boost,)
-    found = catalogue.memo.get(key)
-    if found is None:
+
+    def build() -> npt.NDArray[np.float64]:
         value = catalogue.value.astype(np.float64)
         value_term = np.power(np.maximum(value / catalogue.value_median, 1e-3), policy.value_weight)
         lever_term = np.power(np.maximum(catalogue.lever.astype(np.float64), 1e-3), policy.lever_weight)
         weights = value_term * lever_term
         if tier > int(Tier.CLASSIC):
             weights[catalogue.min_tier == tier] *= policy.tier_exclusive_boost
-        found = catalogue.remember(key, weights)
-    return found
+        return weights
+
+    weights = (policy.value_weight, policy.lever_weight, policy.tier_exclusive_boost)
+    return catalogue.memoised(("tier_weights", tier, *weights), build)
 
 
 def _near_weights(catalogue: Catalogue, policy: RankingPolicy) -> npt.NDArray[np.float64]:
     """The near-next-tier boost of each offer (1 for offers earning no qualifying nights), per catalogue."""
-    key: tuple[object, ...] = ("near_weights", policy.near_next_tier_boost)
-    found = catalogue.memo.get(key)
-    if found is None:
-        found = catalogue.remember(key, np.where(catalogue.earns_qualifying_nights, policy.near_next_tier_boost, 1.0))
-    return found
+    boost = policy.near_next_tier_boost
+    return catalogue.memoised(("near_weights", boost), lambda: np.where(catalogue.earns_qualifying_nights, boost, 1.0))
 
 
 def _weights(

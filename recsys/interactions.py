@@ -22,7 +22,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.base import TrainingSet
 from recsys.dataset import LoyaltyData
 from recsys.errors import DataError
-from recsys.features import FeatureSpace, align, before, decay, fit_features, latest, lookup, positions, utc
+from recsys.features import (
+    MIN_CITY_SHARE,
+    FeatureSpace,
+    align,
+    before,
+    decay,
+    fit_features,
+    latest,
+    lookup,
+    positions,
+    utc,
+)
 
 POSITIVE_EVENTS = ("click", "redeem")
 EVIDENCE_SLICE_ROWS = 4_000_000  # events weighed at a time (about 100 MB of temporary arrays)
@@ -40,7 +51,7 @@ class InteractionWeights(BaseModel):
     stay_weighting: Literal["nights", "spend", "count"] = "nights"  # how stays weigh in behaviour features
     half_life_days: Annotated[float, Field(gt=0)] = 90.0  # an event this old counts half
     top_cities: Annotated[int, Field(ge=1)] = 3  # cities kept per member in the behaviour features
-    min_city_share: Annotated[float, Field(ge=0, lt=1)] = 0.25  # of the member's city evidence, to be kept
+    min_city_share: Annotated[float, Field(ge=0, lt=1)] = MIN_CITY_SHARE  # of the member's city evidence
     as_of: datetime | None = None  # end of history and origin of recency; None: the latest event
 
     def event_weights(self) -> dict[str, float]:

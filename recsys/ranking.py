@@ -108,11 +108,7 @@ def ranked(
 
 def _popular_order(catalogue: Catalogue, row: int) -> npt.NDArray[np.intp]:
     """Every offer, most popular in tier row ``row`` first (ties in catalogue order), once per catalogue."""
-    key: tuple[object, ...] = ("popular_order", row)
-    found = catalogue.memo.get(key)
-    if found is None:
-        found = catalogue.remember(key, np.argsort(-catalogue.popular[row], kind="stable"))
-    return found
+    return catalogue.memoised(("popular_order", row), lambda: np.argsort(-catalogue.popular[row], kind="stable"))
 
 
 def _personalised(
@@ -213,9 +209,9 @@ class _Facts:
 
 
 def _popular_top(c: Catalogue, tier: int) -> frozenset[int]:
-    """The offers among the ``POPULAR_TOP`` most popular in ``tier``."""
-    row = c.popular[min(tier, len(c.popular) - 1)]
-    return c.memoised(("popular_top", tier), lambda: frozenset(_top(row, POPULAR_TOP).tolist()))
+    """The offers among the ``POPULAR_TOP`` most popular in ``tier`` (the head of the popular fill's order)."""
+    row = min(tier, len(c.popular) - 1)
+    return c.memoised(("popular_top", row), lambda: frozenset(_popular_order(c, row)[:POPULAR_TOP].tolist()))
 
 
 def explain(

@@ -43,7 +43,6 @@ def reuse_port_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.so
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(backlog)
-    sock.set_inheritable(True)
     return sock
 
 

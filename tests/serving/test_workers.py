@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.procs import children
 from recsys.settings import Settings
 from tests.support.keys import keys_env
 from tests.support.processes import free_port, wait_until
@@ -26,19 +27,6 @@ STOP_TIMEOUT_S = 20
 def _launch(port: int, *extra: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "serving.workers", "tests.support.pid_app:app", "--port", str(port)]
     return subprocess.Popen([*command, "--log-level", "warning", *extra])
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 def _pids_answering(port: int, connections: int) -> set[int]:
@@ -62,7 +50,7 @@ def test_connections_spread_over_every_worker_and_sigterm_stops_them_all(
 ) -> None:
     supervisor, port = workers
     answering = _pids_answering(port, 64)
-    assert len(answering) == 2 and answering <= _children(supervisor.pid)
+    assert len(answering) == 2 and answering <= set(children(supervisor.pid))
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(STOP_TIMEOUT_S) == 0
     assert not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in answering)
@@ -108,7 +96,7 @@ def test_offers_serve_runs_the_api_on_several_workers(app_settings: Settings) ->
     offers = str(Path(sys.executable).with_name("offers"))
     supervisor = subprocess.Popen([offers, "serve", "--port", str(port), "--workers", "2"], env=env)
     try:
-        wait_until(lambda: len(_children(supervisor.pid)) >= 2, "two workers")
+        wait_until(lambda: len(children(supervisor.pid)) >= 2, "two workers")
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200, "the API")
         statuses = {httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code for _ in range(20)}
         assert statuses == {200}
