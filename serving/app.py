@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +19,7 @@ from serving import errors, security
 from serving.access_log import AccessLog
 from serving.auth_failures import FailedAuthLimit
 from serving.body_guard import BodyGuard
-from serving.fallback import Fallback, keep_refreshed
+from serving.fallback import Fallback, Refresher
 from serving.headers import SecurityHeaders
 from serving.hot_path import OffersHotPath
 from serving.limits import load_limit_settings
@@ -44,13 +43,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.endpoint = endpoint
     app.state.reader = reader = OfferReader(client, Keys(settings.key_prefix))
     app.state.fallback = fallback = Fallback(settings.fallback_members)
-    refresher = asyncio.create_task(keep_refreshed(fallback, reader, settings.fallback_refresh_s))
+    refresher = Refresher(functools.partial(fallback.refresh, reader), settings.fallback_refresh_s)
+    refresher.start()
     try:
         yield
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        await refresher.stop()
         await reader.aclose()
         await client.aclose()
         endpoint.close()

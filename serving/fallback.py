@@ -2,8 +2,8 @@
 takedowns of its revision) kept in the process, and the tier and country of recently served members.
 
 A mobile carousel must never be empty because Redis restarted. The copy is refreshed by a background
-task every ``fallback_refresh_s`` seconds and by every answer read from Redis; answers from it are
-popular-in-tier (never personalised: embeddings and candidates stay in Redis), judged by the same
+task (``Refresher``) every ``fallback_refresh_s`` seconds and by every answer read from Redis; answers
+from it are popular-in-tier (never personalised: embeddings and candidates stay in Redis), judged by the same
 eligibility rules for what is known without Redis (tier, home country, validity window, channel,
 takedowns as of the copy) and marked degraded. A member not served since the process started gets
 only offers every tier and region may see. Contact caps and live budgets live in Redis and are not
@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -169,9 +170,36 @@ class Fallback:
         }
 
 
-async def keep_refreshed(fallback: Fallback, reader: OfferReader, every_s: float) -> None:
-    """Refresh ``fallback`` from Redis every ``every_s`` seconds until cancelled; failures wait for the next turn."""
-    while True:
-        with contextlib.suppress(StoreError):
-            await fallback.refresh(reader)
-        await asyncio.sleep(every_s)
+class Refresher:
+    """Calls ``refresh`` every ``every_s`` seconds in a background task, from ``start`` until ``stop``;
+    a refresh that raises ``StoreError`` waits for the next turn.
+
+    ``stop`` ends the loop with a flag as well as a cancellation. On Python 3.11 ``asyncio.wait_for``,
+    which redis-py wraps around every write, returns the write's result instead of raising when the
+    cancellation arrives just as the write completes (fixed in 3.12); a loop ended by cancellation alone
+    then runs on, and the app's shutdown waits for it for ever."""
+
+    def __init__(self, refresh: Callable[[], Awaitable[None]], every_s: float) -> None:
+        self._refresh = refresh
+        self._every_s = every_s
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """End the loop and wait for it (a refresh in progress is cancelled)."""
+        self._stopping.set()
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(StoreError):
+                await self._refresh()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._every_s)

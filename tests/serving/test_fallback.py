@@ -4,7 +4,7 @@ of members (against a real Redis; the outage itself is in ``test_faults.py``).""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from recsys.catalogue_changes import apply_changes
 from recsys.contacts import ContactPolicy
 from recsys.decision import RankingPolicy
 from recsys.store import RedisEndpoint
-from serving.fallback import Fallback, keep_refreshed
+from serving.fallback import Fallback, Refresher
 from serving.reader import OfferReader
 from tests.support.serving_bundle import make_bundle, today
 from training.publish import publish
@@ -73,7 +73,8 @@ def test_the_background_refresh_follows_a_new_version(
     async def run() -> list[str]:
         client = await redis_endpoint.aconnect()
         reader, fallback = OfferReader(client, keys), Fallback(100)
-        task = asyncio.create_task(keep_refreshed(fallback, reader, 0.05))
+        refresher = Refresher(functools.partial(fallback.refresh, reader), 0.05)
+        refresher.start()
         seen: list[str] = []
         try:
             for expected in (first, await asyncio.to_thread(_publish_again, redis_client, keys)):
@@ -85,9 +86,7 @@ def test_the_background_refresh_follows_a_new_version(
                 assert fallback.snapshot is not None
                 seen.append(fallback.snapshot.version)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await refresher.stop()
             await client.aclose()
         return seen
 
@@ -115,3 +114,34 @@ def test_members_are_remembered_up_to_the_bound(
             await client.aclose()
 
     assert asyncio.run(run()) == [None, "platinum", "diamond"]  # the oldest was forgotten
+
+
+def test_stopping_the_refresh_ends_it_when_a_refresh_swallows_the_cancellation() -> None:
+    """On Python 3.11 a cancellation that meets a redis-py write just as it completes is lost inside
+    ``asyncio.wait_for``; the refresh loop must end anyway, or the app's shutdown never finishes."""
+
+    async def run() -> tuple[int, bool]:
+        refreshing, lost, calls = asyncio.Event(), asyncio.Event(), 0
+
+        async def refresh_losing_one_cancellation() -> None:
+            nonlocal calls
+            calls += 1
+            refreshing.set()
+            try:
+                await asyncio.sleep(WAIT_S)
+            except asyncio.CancelledError:
+                if lost.is_set():
+                    raise
+                lost.set()  # lost once, as in the race
+
+        refresher = Refresher(refresh_losing_one_cancellation, 0.01)
+        refresher.start()
+        await refreshing.wait()
+        try:
+            await asyncio.wait_for(refresher.stop(), 2.0)
+        except TimeoutError:
+            return calls, False
+        return calls, True
+
+    calls, stopped = asyncio.run(run())
+    assert stopped and calls == 1  # stopped during the first refresh, and no refresh after it
