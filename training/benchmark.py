@@ -28,7 +28,7 @@ from models.families import create, default_params
 from recsys.errors import DataError
 from training.metrics import ranking_metrics
 from training.split import IndexedInteractions, index_interactions
-from training.tuning import TrialResult, tune
+from training.tuning import TrialResult, describe_choice, tune
 
 BENCHMARK_FAMILIES: tuple[str, ...] = ("lightfm", "als", "bpr", "popularity")
 _NUMERIC = ("rating", "timestamp")
@@ -227,8 +227,10 @@ def run_benchmark(
             if tuned.trials:
                 progress(
                     f"{family}: {len(tuned.trials)} trials in {time.perf_counter() - started:.1f}s,"
-                    f" best validation nDCG@{k} {tuned.best_score:.4f} with {_short(params)}"
+                    f" validation nDCG@{k} {tuned.best_score:.4f} with {_short(params)}"
                 )
+                for line in describe_choice(tuned, k):
+                    progress(f"  {line}")
         model = create(family, **params)
         started = time.perf_counter()
         model.fit(train)

@@ -140,15 +140,19 @@ def index_interactions(
 
 
 def holdout_per_user(
-    interactions: sp.csr_matrix, *, fraction: float = 0.2, seed: int = 0
+    interactions: sp.csr_matrix, *, fraction: float = 0.2, seed: int = 0, fold: int = 0
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Split each user's stored interactions into (fit, validation) for tuning, never touching test.
 
     Per user, round(fraction x n) random interactions (at most n - 1, so everyone keeps one to learn
     from) move to validation; the validation matrix is binary. Seeded and independent of threads.
+    Folds of one seed hold out disjoint interactions: fold ``f`` takes the next round(fraction x n) of
+    the user's shuffled interactions after those of folds 0 to f - 1 (fewer, or none, when they run out).
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError("fraction must be strictly between 0 and 1")
+    if fold < 0:
+        raise ValueError("fold must be 0 or more")
     csr = sp.csr_matrix(interactions, dtype=np.float32, copy=True)
     csr.sum_duplicates()
     csr.eliminate_zeros()
@@ -159,7 +163,8 @@ def holdout_per_user(
     position = np.empty(csr.nnz, dtype=np.int64)
     position[order] = np.arange(csr.nnz) - csr.indptr[row_of[order]]
     n_hold = np.minimum(np.floor(fraction * n_per_row + 0.5), np.maximum(n_per_row - 1, 0)).astype(np.int64)
-    held = position < n_hold[row_of]
+    first = fold * n_hold[row_of]
+    held = (position >= first) & (position < first + n_hold[row_of])
     coo = csr.tocoo()
     fit = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=csr.shape)
     validation = sp.csr_matrix(

@@ -40,7 +40,7 @@ from training import tracking
 from training.bundle import ServingBundle
 from training.evaluate import EvaluationReport, evaluate
 from training.plots import write_plots
-from training.tuning import TrialResult, Validation, tune
+from training.tuning import TrialResult, Validation, describe_choice, tune
 
 BASELINE = "popularity"
 
@@ -234,7 +234,8 @@ def run_training(
 
     With ``tune_trials`` > 0 the family's hyperparameters are searched first on a validation split
     carved from the training side of the holdout only (``time_validation``: the same time protocol,
-    one holdout earlier); each trial is a nested MLflow run. ``device``
+    one holdout earlier) and the leaders confirmed one holdout earlier still; each trial is a nested
+    MLflow run. ``device``
     (auto, cpu or cuda) is where ALS and BPR fit (``models.devices``); other families run on the CPU.
     """
     client = tracking.configure(settings)
@@ -254,7 +255,8 @@ def run_training(
         mlflow.log_params({f"weight_{key}": value for key, value in weights.model_dump().items()})
         if tune_trials > 0:
             validation = time_validation(data, weights, cut, holdout_days)
-            params = _tune(family, params, train_ts, tune_trials, k, echo, validation)
+            confirmation = time_validation(data, weights, cut - pd.Timedelta(days=holdout_days), holdout_days)
+            params = _tune(family, params, train_ts, tune_trials, k, echo, validation, confirmation)
             mlflow.log_params({f"tuned_{key}": value for key, value in params.items()})
         reports: dict[str, EvaluationReport] = {}
         started = time.perf_counter()
@@ -342,6 +344,7 @@ def _tune(
     k: int,
     echo: Callable[[str], None],
     validation: Validation | None = None,
+    confirmation: Validation | None = None,
 ) -> dict[str, Any]:
     """Search ``family``'s hyperparameters on the training side only; each trial a nested run."""
 
@@ -352,14 +355,18 @@ def _tune(
                 mlflow.log_metrics({f"validation_ndcg_at_{k}": trial.score, "fit_seconds": trial.fit_s})
             mlflow.set_tag("state", trial.state)
 
-    result = tune(family, train_ts, n_trials=trials, k=k, on_trial=log_trial, validation=validation)
+    result = tune(
+        family, train_ts, n_trials=trials, k=k, on_trial=log_trial, validation=validation, confirmation=confirmation
+    )
     echo(f"Tuned {family} over {len(result.trials)} trials: validation nDCG@{k} {result.best_score:.4f}")
+    for line in describe_choice(result, k):
+        echo(f"  {line}")
+    for number, score in result.confirmation_scores.items():  # step: the trial (0 is the defaults)
+        mlflow.log_metric(f"confirmation_ndcg_at_{k}", score, step=number)
     if not math.isnan(result.gain):
-        verdict = "kept the defaults: that is within the noise" if result.kept_defaults else "took the best trial"
-        gain = f"{result.gain:+.4f} ± {result.gain_se:.4f} (standard error)"
-        echo(f"  best trial's nDCG@{k} gain over the defaults {gain}; {verdict}")
         mlflow.log_metrics({"tuning_gain": result.gain, "tuning_gain_se": result.gain_se})
         mlflow.set_tag("tuning", "kept defaults" if result.kept_defaults else "best trial")
+        mlflow.set_tag("tuning_judged_on", result.judged_on)
     return {**params, **result.best_params}
 
 

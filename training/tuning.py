@@ -3,10 +3,13 @@
 Each trial fits on the training interactions minus a seeded per-member holdout (``holdout_per_user``,
 20% by default) and is scored by nDCG@k on that holdout, training items excluded; or, given a
 ``Validation`` built by the caller (the training job carves a time split from the training history, the
-same protocol as its test), on that. The caller refits
-the best parameters on all training data. The family's defaults are always the first trial, so a
-tuned model is never worse on validation than the untuned one. MLflow stays out of this module: the
-caller logs trials through ``on_trial``.
+same protocol as its test), on that. The caller refits the best parameters on all training data.
+
+The family's defaults are always the first trial. The best of many trials on one validation split is
+flattered by that split's noise (the winner's curse), so the leading trials and the defaults are fitted
+and scored again on a second split the search never saw (``confirmation``: a disjoint per-member holdout,
+or the caller's earlier time window), and a trial replaces the defaults only if its gain there is larger
+than its noise. MLflow stays out of this module: the caller logs trials through ``on_trial``.
 """
 
 from __future__ import annotations
@@ -45,10 +48,11 @@ class Validation:
         return np.flatnonzero(np.diff(self.relevant.indptr) > 0).astype(np.int64)
 
 
-def validation_split(train: TrainingSet, *, fraction: float = 0.2, seed: int = 0) -> Validation:
-    """Hold out ``fraction`` of each member's positive training interactions for scoring trials."""
+def validation_split(train: TrainingSet, *, fraction: float = 0.2, seed: int = 0, fold: int = 0) -> Validation:
+    """Hold out ``fraction`` of each member's positive training interactions for scoring trials; the
+    folds of one seed hold out disjoint interactions (fold 1 confirms what fold 0 chose)."""
     positive = sp.csr_matrix(train.interactions).maximum(0).tocsr()
-    _, held = holdout_per_user(positive, fraction=fraction, seed=seed)
+    _, held = holdout_per_user(positive, fraction=fraction, seed=seed, fold=fold)
     fit_matrix = sp.csr_matrix(train.interactions - train.interactions.multiply(held.astype(bool)))
     fit_matrix.eliminate_zeros()
     return Validation(dataclasses.replace(train, interactions=fit_matrix.astype(np.float32)), held)
@@ -76,8 +80,10 @@ class TuneResult:
     trials: list[TrialResult]
     metric: str = "ndcg_at_10"
     kept_defaults: bool = False  # the best trial's gain over the defaults was within the noise
-    gain: float = math.nan  # the best trial's mean per-member gain over the defaults on validation
+    gain: float = math.nan  # the chosen trial's mean per-member gain over the defaults on ``judged_on``
     gain_se: float = math.nan  # its standard error
+    judged_on: str = "validation"  # the split the gain was measured on: "validation" or "confirmation"
+    confirmation_scores: dict[int, float] = dataclasses.field(default_factory=dict)  # trial -> nDCG there
 
 
 def _distribution(name: str, spec: ParamRange) -> BaseDistribution:
@@ -151,28 +157,36 @@ def tune(
     k: int = 10,
     timeout_s: float | None = None,
     validation: Validation | None = None,
+    confirmation: Validation | None = None,
     holdout_fraction: float = 0.2,
     space: Mapping[str, ParamRange] | None = None,
     on_trial: Callable[[TrialResult], None] | None = None,
     min_gain_se: float = 1.0,
+    n_confirm: int = 3,
 ) -> TuneResult:
     """TPE search over ``models.families.search_space(family)`` scored on a training-only holdout.
 
     At most ``n_trials`` trials (the defaults first); no new trial starts after ``timeout_s``.
-    The best trial replaces the defaults only if its mean per-member nDCG gain over them on the
-    validation members exceeds ``min_gain_se`` standard errors of that paired gain: a search over
-    many trials otherwise picks the luckiest one on a single validation window, which does not carry
-    over to new data.
-    ``space`` replaces the family's ranges (same ``ParamRange`` form) for a one-off search.
-    A trial that raises is recorded as failed and the search goes on; if every trial fails the
-    first error is raised as ``ModelError``.
+    Without ``validation`` the search scores fold 0 of a per-member holdout of ``train`` and confirms
+    on fold 1; a caller that brings its own ``validation`` brings its own ``confirmation`` (or none).
+
+    Choosing: the ``n_confirm`` best trials on validation and the defaults are fitted and scored on the
+    confirmation split; the trial with the best mean of its two scores is taken only if its mean
+    per-member nDCG gain over the defaults on the confirmation split exceeds ``min_gain_se`` standard
+    errors of that paired gain. Without a confirmation split the gain is judged on the validation split,
+    which flatters the best of many trials. ``space`` replaces the family's ranges (same ``ParamRange``
+    form) for a one-off search. A trial that raises is recorded as failed and the search goes on; if
+    every trial fails the first error is raised as ``ModelError``.
     """
     defaults = dict(default_params(family))
     ranges = space_of(family) if space is None else {name: _distribution(name, spec) for name, spec in space.items()}
     metric = f"ndcg_at_{k}"
     if n_trials <= 0 or not ranges:
         return TuneResult(family, defaults, math.nan, [], metric)
-    validation = validation or validation_split(train, fraction=holdout_fraction, seed=seed)
+    if validation is None:
+        validation = validation_split(train, fraction=holdout_fraction, seed=seed)
+        if confirmation is None:
+            confirmation = validation_split(train, fraction=holdout_fraction, seed=seed, fold=1)
 
     logging.getLogger("optuna").setLevel(logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(n_trials // 3, 1)))
@@ -214,7 +228,87 @@ def tune(
     base = results[0] if start_point and results[0].state == "complete" else None
     if base is None or best.number == base.number:
         return TuneResult(family, {**defaults, **best.params}, best.score, results, metric)
-    gain, gain_se = _gain(per_member[best.number], per_member[base.number])
-    if gain <= min_gain_se * gain_se:  # within the noise of one validation window: keep the defaults
-        return TuneResult(family, defaults, base.score, results, metric, kept_defaults=True, gain=gain, gain_se=gain_se)
-    return TuneResult(family, {**defaults, **best.params}, best.score, results, metric, gain=gain, gain_se=gain_se)
+    confirmed = None if confirmation is None else _confirm(family, defaults, base, complete, confirmation, k, n_confirm)
+    if confirmed is None:  # no confirmation split, or nothing could be fitted there
+        chosen: TrialResult | None = best
+        gain, gain_se = _gain(per_member[best.number], per_member[base.number])
+        judged_on, scores = "validation", dict[int, float]()
+    else:
+        chosen, gain, gain_se, scores = confirmed
+        judged_on = "confirmation"
+    kept = chosen is None or gain <= min_gain_se * gain_se  # within the noise: keep the defaults
+    taken = base if kept or chosen is None else chosen
+    return TuneResult(
+        family,
+        {**defaults, **taken.params} if not kept else defaults,
+        taken.score,
+        results,
+        metric,
+        kept_defaults=kept,
+        gain=gain,
+        gain_se=gain_se,
+        judged_on=judged_on,
+        confirmation_scores=scores,
+    )
+
+
+def _confirm(
+    family: str,
+    defaults: Mapping[str, Any],
+    base: TrialResult,
+    complete: list[TrialResult],
+    confirmation: Validation,
+    k: int,
+    n_confirm: int,
+) -> tuple[TrialResult | None, float, float, dict[int, float]] | None:
+    """Score the defaults and the ``n_confirm`` leading trials on ``confirmation``. Returns the trial with
+    the best mean of its validation and confirmation scores (None if no leader could be fitted there),
+    its paired gain over the defaults on the confirmation split with the gain's standard error, and every
+    confirmation score by trial number; None when the defaults cannot be scored there (an empty split)."""
+    try:
+        base_score, base_members, _ = _score(family, defaults, confirmation, k)
+    except _TRIAL_FAILURES:
+        return None
+    scores: dict[int, float] = {base.number: base_score}
+    members: dict[int, npt.NDArray[np.float64]] = {}
+    leaders = sorted((r for r in complete if r.number != base.number), key=lambda r: (-r.score, r.number))
+    for trial in leaders[: max(n_confirm, 1)]:
+        try:
+            score, per_member, _ = _score(family, {**defaults, **trial.params}, confirmation, k)
+        except _TRIAL_FAILURES:
+            continue
+        if math.isfinite(score):
+            scores[trial.number], members[trial.number] = score, per_member
+    if not members:
+        return None, math.nan, math.nan, scores
+    by_number = {r.number: r for r in complete}
+    chosen = max(members, key=lambda n: ((by_number[n].score + scores[n]) / 2, -n))
+    gain, gain_se = _gain(members[chosen], base_members)
+    return by_number[chosen], gain, gain_se, scores
+
+
+def describe_choice(result: TuneResult, k: int = 10) -> list[str]:
+    """How the search chose, in words: the defaults' and the leader's validation scores, the
+    confirmation scores and the gain the choice was judged on."""
+    lines = []
+    complete = [t for t in result.trials if t.state == "complete"]
+    if complete and complete[0].number == 0:
+        leader = max(complete, key=lambda t: (t.score, -t.number))
+        lines.append(
+            f"validation nDCG@{k}: defaults {complete[0].score:.4f}, best trial {leader.number} {leader.score:.4f}"
+        )
+    if result.confirmation_scores:
+        scores = ", ".join(
+            f"{'defaults' if number == 0 else f'trial {number}'} {score:.4f}"
+            for number, score in result.confirmation_scores.items()
+        )
+        lines.append(f"confirmation nDCG@{k}: {scores}")
+    if not math.isnan(result.gain):
+        verdict = "kept the defaults: that is within the noise" if result.kept_defaults else "took that trial"
+        lines.append(
+            f"leading trial's nDCG@{k} gain over the defaults on {result.judged_on}"
+            f" {result.gain:+.4f} ± {result.gain_se:.4f} (standard error); {verdict}"
+        )
+    elif result.confirmation_scores:
+        lines.append("no leading trial could be fitted on the confirmation split; kept the defaults")
+    return lines

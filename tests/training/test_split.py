@@ -85,3 +85,15 @@ def test_holdout_per_user_is_seeded_and_partitions_each_row() -> None:
     assert (np.diff(fit.indptr)[n > 0] >= 1).all()
     other_fit, _ = holdout_per_user(m, fraction=0.2, seed=6)
     assert (fit != other_fit).nnz > 0
+
+
+def test_folds_of_one_seed_hold_out_disjoint_interactions() -> None:
+    m = sp.random(300, 60, density=0.2, format="csr", random_state=2, dtype=np.float32)
+    m.data[:] = 1.0
+    _, first = holdout_per_user(m, fraction=0.2, seed=4, fold=0)
+    fit, second = holdout_per_user(m, fraction=0.2, seed=4, fold=1)
+    assert first.multiply(second).nnz == 0 and second.nnz == pytest.approx(first.nnz, rel=0.1)
+    assert ((fit + second) != m).nnz == 0
+    assert (np.diff(fit.indptr)[np.diff(m.indptr) > 0] >= 1).all()  # everyone keeps something to learn from
+    with pytest.raises(ValueError, match="fold"):
+        holdout_per_user(m, fold=-1)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from models.families import default_params
 from recsys.settings import Settings
 from training import tracking
 from training.train import run_training
@@ -64,3 +65,26 @@ def test_tuning_validates_on_the_weeks_before_the_test_split(sample: Path) -> No
     before = events[(stamps < start) & (events["event"] != "impression")]
     assert validation.fit.interactions.nnz <= len(before.drop_duplicates(["member_id", "offer_id"]))
     assert validation.exclude is not None and validation.exclude.shape == validation.relevant.shape
+
+
+def test_tuning_confirms_the_leading_trials_one_window_earlier(sample: Path, settings: Settings) -> None:
+    lines: list[str] = []
+    result = run_training(sample, settings, family="bpr", tune_trials=4, show_progress=False, echo=lines.append)
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(result.run_id)
+    trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert len(trials) == 4
+    validation = {int(t.info.run_name.split("-")[1]): t.data.metrics["validation_ndcg_at_10"] for t in trials}
+    assert max(validation, key=lambda n: (validation[n], -n)) != 0, "no trial led the defaults: nothing to confirm"
+    confirmed = {m.step: m.value for m in client.get_metric_history(result.run_id, "confirmation_ndcg_at_10")}
+    assert 0 in confirmed and len(confirmed) == 4  # the defaults and the three leading trials
+    assert run.data.tags["tuning_judged_on"] == "confirmation"
+    assert any(line.strip().startswith("confirmation nDCG@10: defaults") for line in lines)
+    tuned = {key.removeprefix("tuned_"): value for key, value in run.data.params.items() if key.startswith("tuned_")}
+    if run.data.tags["tuning"] == "kept defaults":
+        assert all(tuned[name] == str(value) for name, value in default_params("bpr").items())
+    else:
+        taken = max((n for n in confirmed if n != 0), key=lambda n: (validation[n] + confirmed[n], -n))
+        assert confirmed[taken] > confirmed[0]
+        chosen = next(t for t in trials if t.info.run_name == f"trial-{taken}")
+        assert all(tuned[name] == value for name, value in chosen.data.params.items())

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from models.base import TrainingSet
 from models.families import ParamRange, default_params, search_space
-from training.tuning import TrialResult, _gain, score_params, space_of, tune, validation_split
+from training.tuning import TrialResult, Validation, _gain, score_params, space_of, tune, validation_split
 
 
 def _clustered(seed: int = 0, n_members: int = 160, n_offers: int = 90, clusters: int = 6) -> TrainingSet:
@@ -100,13 +100,70 @@ BPR_RATE = {"learning_rate": ParamRange("float", 0.01, 0.3, log=True)}
 
 def test_a_best_trial_within_the_noise_leaves_the_defaults() -> None:
     train = _clustered()
-    taken = tune("bpr", train, n_trials=5, seed=0, space=BPR_RATE, min_gain_se=0.0)
+    v = validation_split(train, seed=0)  # no confirmation split: the gain is judged on validation
+    taken = tune("bpr", train, n_trials=5, seed=0, space=BPR_RATE, min_gain_se=0.0, validation=v)
     assert taken.trials[0].params == {"learning_rate": 0.01}  # the defaults came first
     assert taken.best_score > taken.trials[0].score and not taken.kept_defaults  # another trial did better
     assert taken.best_params["learning_rate"] != 0.01 and 0 < taken.gain < taken.gain_se  # by less than its noise
-    kept = tune("bpr", train, n_trials=5, seed=0, space=BPR_RATE)  # the default rule: one standard error
+    assert taken.judged_on == "validation" and taken.confirmation_scores == {}
+    kept = tune("bpr", train, n_trials=5, seed=0, space=BPR_RATE, validation=v)  # the default rule: one SE
     assert kept.kept_defaults and kept.best_params == default_params("bpr")
     assert kept.best_score == kept.trials[0].score and kept.gain == taken.gain
+
+
+def _tiers_case(wanted: str) -> tuple[TrainingSet, Validation]:
+    """Forty members in tier 0 took offers 0-4, thirty in tier 1 two of offers 5-9 each. Tier 1 members
+    then want the offers popular overall (``wanted="overall"``) or the rest of their tier's (``"tier"``)."""
+    tier0, tier1 = 40, 30
+    n = tier0 + tier1
+    fit = np.zeros((n, 10), dtype=np.float32)
+    relevant = np.zeros_like(fit)
+    fit[:tier0, :5] = 1.0
+    for i, member in enumerate(range(tier0, n)):
+        fit[member, [5 + i % 5, 5 + (i + 1) % 5]] = 1.0
+        if wanted == "overall":
+            relevant[member, :5] = 1.0
+        else:
+            relevant[member, [5 + (i + 2) % 5, 5 + (i + 3) % 5]] = 1.0
+    train = TrainingSet(
+        sp.csr_matrix(fit),
+        np.array([f"m{i}" for i in range(n)]),
+        np.array([f"o{i}" for i in range(10)]),
+        np.array([0] * tier0 + [1] * tier1, dtype=np.int8),
+    )
+    return train, Validation(fit=train, relevant=sp.csr_matrix(relevant))
+
+
+TIER_SWITCH = {"within_tier": ParamRange("categorical", choices=(True, False))}
+
+
+def test_a_trial_that_wins_on_validation_but_not_on_confirmation_leaves_the_defaults() -> None:
+    train, overall = _tiers_case("overall")
+    _, tier = _tiers_case("tier")
+    searched = dict(n_trials=6, seed=3, space=TIER_SWITCH, min_gain_se=0.0)
+    alone = tune("popularity", train, validation=overall, **searched)  # type: ignore[arg-type]
+    assert alone.best_params["within_tier"] is False and not alone.kept_defaults  # the defaults (True) lost
+    assert alone.judged_on == "validation" and alone.gain > 0
+    confirmed = tune("popularity", train, validation=overall, confirmation=tier, **searched)  # type: ignore[arg-type]
+    assert confirmed.kept_defaults and confirmed.best_params == default_params("popularity")
+    assert confirmed.judged_on == "confirmation" and confirmed.gain < 0
+    winner = next(t.number for t in confirmed.trials if t.params == {"within_tier": False})
+    assert confirmed.confirmation_scores[winner] < confirmed.confirmation_scores[0]
+    agreeing = tune("popularity", train, validation=overall, confirmation=overall, **searched)  # type: ignore[arg-type]
+    assert agreeing.best_params["within_tier"] is False and agreeing.judged_on == "confirmation"
+
+
+def test_without_a_given_validation_the_search_confirms_on_a_second_fold() -> None:
+    train = _clustered()
+    result = tune("bpr", train, n_trials=5, seed=0, space=BPR_RATE, min_gain_se=-1e9)  # take the confirmed leader
+    assert result.judged_on == "confirmation" and not result.kept_defaults
+    second_fold = validation_split(train, seed=0, fold=1)
+    chosen = next(t.number for t in result.trials if t.params["learning_rate"] == result.best_params["learning_rate"])
+    again, _ = score_params("bpr", result.best_params, second_fold)
+    defaults, _ = score_params("bpr", default_params("bpr"), second_fold)
+    assert again == pytest.approx(result.confirmation_scores[chosen])
+    assert defaults == pytest.approx(result.confirmation_scores[0])
+    assert result.gain == pytest.approx(again - defaults, abs=1e-9)
 
 
 def test_the_gain_is_paired_per_member() -> None:
