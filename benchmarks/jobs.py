@@ -382,11 +382,14 @@ def bench_jobs(setup: JobsSetup, server: RedisServer, workdir: Path, log: Callab
                 )
         shutil.rmtree(dump, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
-    figures += _figures(setup, series, server)
+    figures += _figures(setup, series)
     return JobsResult(figures=figures, series={"jobs": series, "setup": setup.describe()})
 
 
-def _figures(setup: JobsSetup, series: dict[str, dict[str, dict[str, Any]]], server: RedisServer) -> list[Figure]:
+def _figures(setup: JobsSetup, series: dict[str, dict[str, dict[str, Any]]]) -> list[Figure]:
+    """Each job's time and peak memory by size, and the product's fit against the raw library's. The
+    time targets hold at ``TIME_TARGETS_AT`` members; the memory target up to that size (beyond it,
+    peaks are reported, not judged)."""
     figures: list[Figure] = []
     largest = str(max(setup.sizes))
     for job, by_size in series.items():
@@ -412,8 +415,8 @@ def _figures(setup: JobsSetup, series: dict[str, dict[str, dict[str, Any]]], ser
                     value=doc["peak_bytes"] / GB,
                     unit="GB",
                     label=f"{job} peak resident memory, {n:,} members",
-                    target="<= 8 GB",
-                    meets=doc["peak_bytes"] <= MEMORY_TARGET,
+                    target="<= 8 GB" if n <= TIME_TARGETS_AT else None,
+                    meets=doc["peak_bytes"] <= MEMORY_TARGET if n <= TIME_TARGETS_AT else None,
                     lower_is_better=True,
                 )
             )
