@@ -27,8 +27,8 @@ from models.base import TrainingSet
 from models.families import create, default_params
 from recsys.errors import DataError
 from training.metrics import ranking_metrics
-from training.split import IndexedInteractions, index_interactions
-from training.tuning import TrialResult, describe_choice, tune
+from training.split import IndexedInteractions, index_interactions, item_fold
+from training.tuning import TrialResult, Validation, describe_choice, tune
 
 BENCHMARK_FAMILIES: tuple[str, ...] = ("lightfm", "als", "bpr", "popularity")
 _NUMERIC = ("rating", "timestamp")
@@ -187,6 +187,15 @@ def _training_set(ix: IndexedInteractions) -> TrainingSet:
     )
 
 
+def protocol_validation(train_df: pd.DataFrame, *, seed: int, fold: int) -> Validation:
+    """The benchmark's own protocol one step back, inside the training rows: per item, fold ``fold``
+    of a fresh seeded draw held out (``item_fold``; fold 0 searches, fold 1 confirms), top-k lists
+    that exclude what the fit saw, every held-out row relevant. Tuning scores what the test scores."""
+    fit_df, held_df = item_fold(train_df, seed=seed, fold=fold)
+    ix = index_interactions(fit_df, held_df)
+    return Validation(fit=_training_set(ix), relevant=ix.relevant)
+
+
 def run_benchmark(
     train_df: pd.DataFrame,
     test_df: pd.DataFrame,
@@ -212,6 +221,8 @@ def run_benchmark(
     )
     train = _training_set(ix)
     users = np.arange(ix.n_users, dtype=np.int64)
+    validation = protocol_validation(train_df, seed=seed + 1, fold=0) if trials > 0 else None
+    confirmation = protocol_validation(train_df, seed=seed + 1, fold=1) if trials > 0 else None
     rows: list[BenchmarkRow] = []
     for family in families:
         params = dict(default_params(family))
@@ -222,7 +233,17 @@ def run_benchmark(
                 if on_trial is not None:
                     on_trial(family, trial)
 
-            tuned = tune(family, train, n_trials=trials, seed=seed, k=k, timeout_s=tune_timeout_s, on_trial=report)
+            tuned = tune(
+                family,
+                train,
+                n_trials=trials,
+                seed=seed,
+                k=k,
+                timeout_s=tune_timeout_s,
+                on_trial=report,
+                validation=validation,
+                confirmation=confirmation,
+            )
             params = tuned.best_params
             if tuned.trials:
                 progress(

@@ -34,8 +34,27 @@ def msr_split(
     col_item: str = "item",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per item, a seeded random ``ratio`` of its interactions to train and the rest to test."""
+    return item_fold(df, ratio=ratio, seed=seed, col_user=col_user, col_item=col_item)
+
+
+def item_fold(
+    df: pd.DataFrame,
+    *,
+    ratio: float = 0.75,
+    seed: int = 42,
+    fold: int = 0,
+    col_user: str = "user",
+    col_item: str = "item",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``msr_split``'s draws and ranks, holding out fold ``fold`` of each item: the rows whose rank
+    within their item falls in ``(1 - (fold + 1) x (1 - ratio), 1 - fold x (1 - ratio)]``; fold 0 is
+    ``msr_split``'s test. Folds of one seed are disjoint, so a search can score fold 0 of the training
+    rows and confirm its choice on fold 1, both under the benchmark's own protocol."""
     if not 0.0 < ratio < 1.0:
         raise ValueError("ratio must be strictly between 0 and 1")
+    width = 1.0 - ratio
+    if fold < 0 or fold * width >= 1.0:
+        raise ValueError(f"fold must be between 0 and {int(np.ceil(1.0 / width)) - 1} for ratio {ratio}")
     for col in (col_user, col_item):
         if col not in df.columns:
             raise DataError(f"interactions have no {col!r} column")
@@ -48,8 +67,9 @@ def msr_split(
     position = np.arange(len(order)) - starts[codes_sorted] + 1
     rank = position / counts[codes_sorted]
     ordered = df.iloc[order]
-    in_train = rank <= ratio
-    return ordered[in_train], ordered[~in_train]
+    upper = 1.0 - fold * width
+    held = (rank > upper - width) & (rank <= upper) if fold else rank > ratio  # fold 0: exactly msr_split's test
+    return ordered[~held], ordered[held]
 
 
 @dataclass(frozen=True)
