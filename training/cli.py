@@ -410,6 +410,23 @@ def export_events(
     typer.echo(f"Wrote {rows:,} events to {out}")
 
 
+@app.command("export-interactions")
+def export_interactions(
+    out: Annotated[Path, typer.Option(help="Output CSV: user,item,rating,timestamp.")],
+    data: DataDir = Path("data/sample"),
+) -> None:
+    """Write the history's clicks and redemptions as an interactions file (for `offers benchmark`)."""
+    from training.export_interactions import export_interactions as run_export
+    from training.train import load_history
+
+    settings = _settings()
+    try:
+        rows = run_export(load_history(data, settings, typer.echo), out)
+    except LoyaltyOffersError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"Wrote {rows:,} interactions to {out}")
+
+
 @app.command("weekly-picks")
 def weekly_picks(
     week: Annotated[str, typer.Option(help="ISO week, e.g. 2026-W48.")],
