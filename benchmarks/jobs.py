@@ -398,6 +398,7 @@ def _figures(setup: JobsSetup, series: dict[str, dict[str, dict[str, Any]]]) -> 
         for size, doc in by_size.items():
             n = int(size)
             target = TIME_TARGETS.get(job) if n == TIME_TARGETS_AT else None
+            judged = n <= TIME_TARGETS_AT  # the memory target, up to the size the targets are set at
             figures.append(
                 Figure(
                     name=f"jobs.{job}.seconds.{_short(n)}",
@@ -415,8 +416,8 @@ def _figures(setup: JobsSetup, series: dict[str, dict[str, dict[str, Any]]]) -> 
                     value=doc["peak_bytes"] / GB,
                     unit="GB",
                     label=f"{job} peak resident memory, {n:,} members",
-                    target="<= 8 GB" if n <= TIME_TARGETS_AT else None,
-                    meets=doc["peak_bytes"] <= MEMORY_TARGET if n <= TIME_TARGETS_AT else None,
+                    target="<= 8 GB" if judged else None,
+                    meets=doc["peak_bytes"] <= MEMORY_TARGET if judged else None,
                     lower_is_better=True,
                 )
             )

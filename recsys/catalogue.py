@@ -28,7 +28,6 @@ from recsys.schema import CHANNELS
 from recsys.store import REDIS_ERRORS
 from recsys.tiers import Tier
 
-ArrayItem = TypeVar("ArrayItem", bound=np.generic)
 Memo = TypeVar("Memo")
 
 Record = dict[str, Any]
@@ -210,25 +209,20 @@ class Catalogue:
         allowed = self.region_allowed.get(country)
         return ~self.region_restricted if allowed is None else ~self.region_restricted | allowed
 
-    def remember(self, key: tuple[object, ...], mask: npt.NDArray[ArrayItem]) -> npt.NDArray[ArrayItem]:
-        """Keep a computed mask or weight for reuse (read-only); bounded so a long-lived process cannot grow."""
+    def remember(self, key: tuple[object, ...], value: Memo) -> Memo:
+        """Keep a computed value for reuse (an array read-only); bounded so a long-lived process cannot grow."""
         if len(self.memo) >= _MEMO_MAX:
             self.memo.clear()
-        mask.flags.writeable = False
-        self.memo[key] = mask
-        return mask
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        self.memo[key] = value
+        return value
 
     def memoised(self, key: tuple[object, ...], build: Callable[[], Memo]) -> Memo:
-        """``build()``, computed once per catalogue under ``key``; an array is kept read-only, as
-        ``remember`` keeps it."""
+        """``build()``, computed once per catalogue under ``key`` and kept by ``remember``."""
         if key in self.memo:
             return cast(Memo, self.memo[key])
-        if len(self.memo) >= _MEMO_MAX:
-            self.memo.clear()
-        found = self.memo[key] = build()
-        if isinstance(found, np.ndarray):
-            found.flags.writeable = False
-        return found
+        return self.remember(key, build())
 
     @classmethod
     def build(

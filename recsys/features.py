@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from recsys.dataset import LoyaltyData
 from recsys.errors import DataError
+from recsys.schema import POSITIVE_EVENTS
 from recsys.tiers import TIER_LABELS, Tier
 
 StayWeighting = Literal["nights", "spend", "count"]
@@ -42,7 +43,6 @@ BAND_WINDOW_DAYS = 365
 NO_ACTIVITY = "none"
 ANY_CITY = "any"
 MIN_CITY_SHARE = 0.25  # default share of a member's city evidence a city must hold to count as theirs
-RESPONSE_EVENTS = ("click", "redeem")  # offer responses that show interest in the offer's city
 FORMAT_VERSION = 1
 
 IntArray = npt.NDArray[np.int64]
@@ -352,7 +352,7 @@ def _responses(events: pd.DataFrame | None, until: pd.Timestamp | None) -> pd.Da
     if events is None or events.empty:
         return pd.DataFrame()
     events = before(events, "timestamp", until)
-    return events.loc[events["event"].isin(RESPONSE_EVENTS)]
+    return events.loc[events["event"].isin(POSITIVE_EVENTS)]
 
 
 def member_groups(

@@ -34,8 +34,8 @@ from recsys.features import (
     positions,
     utc,
 )
+from recsys.schema import POSITIVE_EVENTS
 
-POSITIVE_EVENTS = ("click", "redeem")
 EVIDENCE_SLICE_ROWS = 4_000_000  # events weighed at a time (about 100 MB of temporary arrays)
 
 

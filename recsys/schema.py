@@ -69,6 +69,7 @@ OFFER_CATEGORIES = (
 )
 CHANNELS = ("app", "email", "web", "sms")
 EVENT_KINDS = ("impression", "click", "redeem", "dismiss")
+POSITIVE_EVENTS = ("click", "redeem")  # the responses that show interest in an offer
 PARTNER_KINDS = ("airline", "car_rental", "card", "ride_hailing", "retail")
 PARTNER_ACTIVITIES = ("earn", "transfer_in", "transfer_out")
 

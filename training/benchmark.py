@@ -27,7 +27,7 @@ from models.base import TrainingSet
 from models.families import create, default_params
 from recsys.errors import DataError
 from training.metrics import ranking_metrics
-from training.split import IndexedInteractions, index_interactions, item_fold
+from training.split import IndexedInteractions, index_interactions, item_folds
 from training.tuning import TrialResult, Validation, describe_choice, tune
 
 BENCHMARK_FAMILIES: tuple[str, ...] = ("lightfm", "als", "bpr", "popularity")
@@ -187,11 +187,16 @@ def _training_set(ix: IndexedInteractions) -> TrainingSet:
     )
 
 
-def protocol_validation(train_df: pd.DataFrame, *, seed: int, fold: int) -> Validation:
-    """The benchmark's own protocol one step back, inside the training rows: per item, fold ``fold``
-    of a fresh seeded draw held out (``item_fold``; fold 0 searches, fold 1 confirms), top-k lists
-    that exclude what the fit saw, every held-out row relevant. Tuning scores what the test scores."""
-    fit_df, held_df = item_fold(train_df, seed=seed, fold=fold)
+def protocol_validations(train_df: pd.DataFrame, *, seed: int) -> tuple[Validation, Validation]:
+    """The benchmark's own protocol one step back, inside the training rows: per item, two disjoint
+    folds of one fresh seeded draw held out (``item_folds``; the first to search on, the second to
+    confirm on), top-k lists that exclude what the fit saw, every held-out row relevant. Tuning
+    scores what the test scores."""
+    search, confirm = (_validation(*fold) for fold in item_folds(train_df, n=2, seed=seed))
+    return search, confirm
+
+
+def _validation(fit_df: pd.DataFrame, held_df: pd.DataFrame) -> Validation:
     ix = index_interactions(fit_df, held_df)
     return Validation(fit=_training_set(ix), relevant=ix.relevant)
 
@@ -221,8 +226,7 @@ def run_benchmark(
     )
     train = _training_set(ix)
     users = np.arange(ix.n_users, dtype=np.int64)
-    validation = protocol_validation(train_df, seed=seed + 1, fold=0) if trials > 0 else None
-    confirmation = protocol_validation(train_df, seed=seed + 1, fold=1) if trials > 0 else None
+    validation, confirmation = protocol_validations(train_df, seed=seed + 1) if trials > 0 else (None, None)
     rows: list[BenchmarkRow] = []
     for family in families:
         params = dict(default_params(family))

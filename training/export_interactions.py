@@ -15,7 +15,8 @@ import pandas as pd
 
 from recsys.dataset import LoyaltyData
 from recsys.errors import DataError
-from recsys.interactions import POSITIVE_EVENTS, InteractionWeights
+from recsys.interactions import InteractionWeights
+from recsys.schema import POSITIVE_EVENTS
 
 COLUMNS = ("user", "item", "rating", "timestamp")
 

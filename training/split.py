@@ -34,27 +34,28 @@ def msr_split(
     col_item: str = "item",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per item, a seeded random ``ratio`` of its interactions to train and the rest to test."""
-    return item_fold(df, ratio=ratio, seed=seed, col_user=col_user, col_item=col_item)
+    return item_folds(df, n=1, ratio=ratio, seed=seed, col_user=col_user, col_item=col_item)[0]
 
 
-def item_fold(
+def item_folds(
     df: pd.DataFrame,
     *,
+    n: int,
     ratio: float = 0.75,
     seed: int = 42,
-    fold: int = 0,
     col_user: str = "user",
     col_item: str = "item",
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``msr_split``'s draws and ranks, holding out fold ``fold`` of each item: the rows whose rank
-    within their item falls in ``(1 - (fold + 1) x (1 - ratio), 1 - fold x (1 - ratio)]``; fold 0 is
-    ``msr_split``'s test. Folds of one seed are disjoint, so a search can score fold 0 of the training
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``msr_split``'s draws and ranks, drawn once, as ``n`` disjoint (rest, held-out) pairs: fold ``f``
+    holds out the rows whose rank within their item falls in ``(ratio - f x (1 - ratio), ratio - (f - 1)
+    x (1 - ratio)]``, so fold 0 is ``msr_split``'s test and a search can score fold 0 of the training
     rows and confirm its choice on fold 1, both under the benchmark's own protocol."""
     if not 0.0 < ratio < 1.0:
         raise ValueError("ratio must be strictly between 0 and 1")
     width = 1.0 - ratio
-    if fold < 0 or fold * width >= 1.0:
-        raise ValueError(f"fold must be between 0 and {int(np.ceil(1.0 / width)) - 1} for ratio {ratio}")
+    most = int(np.ceil(1.0 / width - 1e-9))
+    if not 1 <= n <= most:
+        raise ValueError(f"n must be between 1 and {most} folds for ratio {ratio}")
     for col in (col_user, col_item):
         if col not in df.columns:
             raise DataError(f"interactions have no {col!r} column")
@@ -67,9 +68,13 @@ def item_fold(
     position = np.arange(len(order)) - starts[codes_sorted] + 1
     rank = position / counts[codes_sorted]
     ordered = df.iloc[order]
-    upper = 1.0 - fold * width
-    held = (rank > upper - width) & (rank <= upper) if fold else rank > ratio  # fold 0: exactly msr_split's test
-    return ordered[~held], ordered[held]
+    folds = []
+    for fold in range(n):
+        held = rank > ratio - fold * width
+        if fold:  # fold 0 runs to the last rank (a sum of widths could stop just short of 1.0)
+            held &= rank <= ratio - (fold - 1) * width
+        folds.append((ordered[~held], ordered[held]))
+    return folds
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from training.benchmark import (
     RejectedRow,
     format_table,
     parse_separator,
-    protocol_validation,
+    protocol_validations,
     read_interactions,
     run_benchmark,
     write_json,
     write_recs,
 )
-from training.split import item_fold, msr_split
+from training.split import item_folds, msr_split
 
 COLUMNS = ["user", "item", "rating", "timestamp"]
 Bench = tuple[Path, pd.DataFrame, pd.DataFrame, list[BenchmarkRow]]
@@ -165,11 +165,11 @@ def test_written_csv_is_plain(tmp_path: Path, benchmark: Bench) -> None:
 
 def test_tuning_scores_the_test_protocol_on_the_training_rows(benchmark: Bench) -> None:
     _, train, _, _ = benchmark
-    search, confirm = (protocol_validation(train, seed=43, fold=f) for f in (0, 1))
-    rest, held = item_fold(train, seed=43, fold=0)
+    search, confirm = protocol_validations(train, seed=43)
+    (rest, held), (_, confirm_held) = item_folds(train, n=2, seed=43)
     assert search.relevant.nnz == len(held.drop_duplicates(["user", "item"]).pipe(lambda h: h[h.user.isin(rest.user)]))
     assert search.fit.interactions.sum() == len(rest)  # fitted on the other rows only
-    assert confirm.fit.interactions.sum() == len(train) - len(item_fold(train, seed=43, fold=1)[1])
+    assert confirm.fit.interactions.sum() == len(train) - len(confirm_held)
     lines: list[str] = []
     run_benchmark(train, benchmark[2], k=10, trials=3, seed=42, families=("als",), progress=lines.append)
     # on this file a trial leads the defaults on fold 0; it is scored again on fold 1 before it is taken

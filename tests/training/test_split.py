@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.errors import DataError
-from training.split import holdout_per_user, index_interactions, item_fold, msr_split
+from training.split import holdout_per_user, index_interactions, item_folds, msr_split
 
 
 def _reference_stratified_split(data: pd.DataFrame, ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -103,12 +103,11 @@ def test_item_folds_repeat_the_msr_draws_and_are_disjoint() -> None:
     rng = np.random.default_rng(3)
     df = pd.DataFrame({"user": rng.integers(0, 80, 2000), "item": rng.integers(0, 40, 2000)})
     train, test = msr_split(df, seed=9)
-    rest0, fold0 = item_fold(df, seed=9, fold=0)
+    (rest0, fold0), (rest1, fold1) = item_folds(df, n=2, seed=9)
     assert fold0.index.equals(test.index) and rest0.index.equals(train.index)  # fold 0 is msr_split's test
-    rest1, fold1 = item_fold(df, seed=9, fold=1)
     assert fold1.index.intersection(fold0.index).empty
     assert len(rest1) + len(fold1) == len(df) and len(fold1) == pytest.approx(0.25 * len(df), rel=0.1)
     for item, rows in df.groupby("item"):  # a quarter of each item's rows
         assert abs((fold1["item"] == item).sum() - 0.25 * len(rows)) <= 1.0
-    with pytest.raises(ValueError, match="fold must be between 0 and 3"):
-        item_fold(df, fold=4)
+    with pytest.raises(ValueError, match="n must be between 1 and 4"):
+        item_folds(df, n=5)
