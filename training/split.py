@@ -2,12 +2,14 @@
 
 ``msr_split`` reproduces the split of the Microsoft Recommenders MovieLens benchmark
 (``python_stratified_split(df, ratio=0.75, min_rating=1, filter_by="item", seed=42)`` in
-``recommenders/datasets/python_splitters.py``) row for row:
+``recommenders/datasets/python_splitters.py``, release 1.2.1) row for row:
 
 - ``np.random.seed(seed)`` then one ``np.random.rand`` draw per row, in the frame's row order;
-- rows sorted by (item, draw); within each item, rank = position / item count (1-based);
-- train = rows with rank <= ratio, test = the rest. So each item's last draw always goes to test,
-  and an item with a single interaction is test-only;
+- rows sorted by (item, draw); within each item, ``position`` counts from 1;
+- train = the rows with ``position <= round(ratio x count)``, rounded half to even as pandas rounds,
+  test = the rest. So an item with one or two interactions is train-only, and one with three puts
+  one in test (the releases before 1.2 shuffled each item on its own with the same seed, and cut at
+  the same rounded count);
 - ``min_rating=1`` means no minimum-count filter; ratings are not thresholded; duplicate
   (user, item) rows are kept as they are. Both frames come back in (item, draw) order with the
   original index, without the helper columns.
@@ -46,10 +48,11 @@ def item_folds(
     col_user: str = "user",
     col_item: str = "item",
 ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
-    """``msr_split``'s draws and ranks, drawn once, as ``n`` disjoint (rest, held-out) pairs: fold ``f``
-    holds out the rows whose rank within their item falls in ``(ratio - f x (1 - ratio), ratio - (f - 1)
-    x (1 - ratio)]``, so fold 0 is ``msr_split``'s test and a search can score fold 0 of the training
-    rows and confirm its choice on fold 1, both under the benchmark's own protocol."""
+    """``msr_split``'s draws and positions, drawn once, as ``n`` disjoint (rest, held-out) pairs: with
+    ``cut(t) = round(t x count)`` per item (half to even), fold ``f`` holds out the rows whose position
+    falls in ``(cut(ratio - f x (1 - ratio)), cut(ratio - (f - 1) x (1 - ratio))]``, so fold 0 is
+    ``msr_split``'s test and a search can score fold 0 of the training rows and confirm its choice on
+    fold 1, both under the benchmark's own protocol."""
     if not 0.0 < ratio < 1.0:
         raise ValueError("ratio must be strictly between 0 and 1")
     width = 1.0 - ratio
@@ -66,13 +69,17 @@ def item_folds(
     counts = np.bincount(codes_sorted)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     position = np.arange(len(order)) - starts[codes_sorted] + 1
-    rank = position / counts[codes_sorted]
+    count = counts[codes_sorted].astype(np.float64)
+
+    def cut(threshold: float) -> npt.NDArray[np.float64]:
+        return np.round(threshold * count)  # half to even, as pandas rounds a Series
+
     ordered = df.iloc[order]
     folds = []
     for fold in range(n):
-        held = rank > ratio - fold * width
-        if fold:  # fold 0 runs to the last rank (a sum of widths could stop just short of 1.0)
-            held &= rank <= ratio - (fold - 1) * width
+        held = position > cut(ratio - fold * width)
+        if fold:  # fold 0 runs to the item's last row
+            held &= position <= cut(ratio - (fold - 1) * width)
         folds.append((ordered[~held], ordered[held]))
     return folds
 

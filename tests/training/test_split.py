@@ -10,7 +10,7 @@ from training.split import holdout_per_user, index_interactions, item_folds, msr
 
 
 def _reference_stratified_split(data: pd.DataFrame, ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Microsoft Recommenders' _do_stratification(filter_by="item", min_rating=1, is_random=True)."""
+    """Microsoft Recommenders 1.2.1's _do_stratification(filter_by="item", min_rating=1, is_random=True)."""
     data = data.copy()
     np.random.seed(seed)
     data["random"] = np.random.rand(data.shape[0])
@@ -18,14 +18,13 @@ def _reference_stratified_split(data: pd.DataFrame, ratio: float, seed: int) -> 
     groups = data.groupby("item")
     data["count"] = groups["item"].transform("count")
     data["rank"] = groups.cumcount() + 1
-    data["rank"] = data["rank"] / data["count"]
-    data = data.drop(["count", "random"], axis=1)
+    data = data.drop("random", axis=1)
     splits, prev = [], None
     for threshold in np.cumsum([ratio, 1 - ratio]):
-        cond = data["rank"] <= threshold
+        cond = data["rank"] <= round(threshold * data["count"])
         if prev is not None:
-            cond &= data["rank"] > prev
-        splits.append(data[cond].drop("rank", axis=1))
+            cond &= data["rank"] > round(prev * data["count"])
+        splits.append(data[cond].drop(["rank", "count"], axis=1))
         prev = threshold
     return splits[0], splits[1]
 
@@ -46,11 +45,13 @@ def test_msr_split_matches_recommenders_row_for_row(seed: int) -> None:
     assert list(train.columns) == list(df.columns)
 
 
-def test_msr_split_is_per_item() -> None:
-    df = pd.DataFrame({"user": range(9), "item": ["a"] * 4 + ["b"] * 4 + ["c"]})
+def test_msr_split_is_per_item_and_rounds_each_items_share_half_to_even() -> None:
+    sizes = {"a": 4, "b": 1, "c": 2, "d": 3, "e": 5, "f": 10}  # 0.75 x size: 3, 0.75, 1.5, 2.25, 3.75, 7.5
+    df = pd.DataFrame({"item": [item for item, n in sizes.items() for _ in range(n)]})
+    df["user"] = range(len(df))
     train, test = msr_split(df)
-    assert train["item"].value_counts().to_dict() == {"a": 3, "b": 3}
-    assert test["item"].value_counts().to_dict() == {"a": 1, "b": 1, "c": 1}  # a lone item goes to test
+    assert train["item"].value_counts().to_dict() == {"a": 3, "b": 1, "c": 2, "d": 2, "e": 4, "f": 8}
+    assert test["item"].value_counts().to_dict() == {"a": 1, "d": 1, "e": 1, "f": 2}
 
 
 def test_msr_split_needs_the_columns() -> None:
@@ -107,7 +108,8 @@ def test_item_folds_repeat_the_msr_draws_and_are_disjoint() -> None:
     assert fold0.index.equals(test.index) and rest0.index.equals(train.index)  # fold 0 is msr_split's test
     assert fold1.index.intersection(fold0.index).empty
     assert len(rest1) + len(fold1) == len(df) and len(fold1) == pytest.approx(0.25 * len(df), rel=0.1)
-    for item, rows in df.groupby("item"):  # a quarter of each item's rows
-        assert abs((fold1["item"] == item).sum() - 0.25 * len(rows)) <= 1.0
+    for item, rows in df.groupby("item"):  # a quarter of each item's rows, cut where msr_split cuts
+        n = len(rows)
+        assert (fold1["item"] == item).sum() == round(0.75 * n) - round(0.5 * n)
     with pytest.raises(ValueError, match="n must be between 1 and 4"):
         item_folds(df, n=5)
