@@ -26,7 +26,7 @@ import pandas as pd
 from models.base import TrainingSet
 from models.families import create, default_params
 from recsys.errors import DataError
-from training.metrics import ranking_metrics
+from training.metrics import ranking_metrics, user_metrics
 from training.split import IndexedInteractions, index_interactions, item_folds
 from training.tuning import TrialResult, Validation, describe_choice, tune
 
@@ -57,6 +57,7 @@ class BenchmarkRow:
     ndcg: float
     precision: float
     recall: float
+    ndcg_se: float = math.nan  # standard error of the mean nDCG@k over the test users (not published)
     params: dict[str, Any] = field(default_factory=dict, compare=False)
     recs: Recommendations | None = field(default=None, compare=False, repr=False)
 
@@ -262,6 +263,9 @@ def run_benchmark(
         train_s = time.perf_counter() - started
         top, _ = model.recommend(users, k=k, exclude=ix.train)
         metrics = ranking_metrics(top, ix.relevant, k=k, n_catalogue=ix.n_items)
+        per_user = user_metrics(top, ix.relevant, k)
+        scored = per_user.ndcg[per_user.evaluable]
+        ndcg_se = float(scored.std(ddof=1) / math.sqrt(len(scored))) if len(scored) > 1 else math.nan
         item_ids = np.asarray(ix.item_ids, dtype=object)
         picks = item_ids[np.maximum(top, 0)]
         picks[top < 0] = None
@@ -273,10 +277,14 @@ def run_benchmark(
             ndcg=metrics.ndcg,
             precision=metrics.precision,
             recall=metrics.recall,
+            ndcg_se=ndcg_se,
             params=params,
             recs=Recommendations(ix.user_ids, picks),
         )
-        progress(f"{family}: fit {train_s:.2f}s, nDCG@{k} {row.ndcg:.4f}, MAP {row.map:.4f}")
+        progress(
+            f"{family}: fit {train_s:.2f}s, nDCG@{k} {row.ndcg:.4f} ± {ndcg_se:.4f}"
+            f" (standard error over {len(scored)} test users), MAP {row.map:.4f}"
+        )
         rows.append(row)
     return rows
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,24 @@ def test_recs_csv_uses_original_ids_and_skips_training_items(benchmark: Bench, t
     assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
     first = recs[(recs["algo"] == "als") & (recs["user"] == recs["user"].iloc[0])]
     assert first["rank"].astype(int).tolist() == list(range(1, 11))
+
+
+def test_ndcg_and_its_standard_error_recompute_from_the_written_lists(benchmark: Bench, tmp_path: Path) -> None:
+    _, train, test, rows = benchmark
+    out = tmp_path / "recs.csv"
+    write_recs(rows, out)
+    recs = pd.read_csv(out, dtype=str)
+    relevant = test[test["user"].isin(set(train["user"]))].groupby("user")["item"].apply(set)
+    for row in rows:
+        mine = recs[recs["algo"] == row.algo].sort_values("rank", key=lambda r: r.astype(int))
+        lists = mine.groupby("user")["item"].apply(list)
+        scores = []
+        for user, items in relevant.items():
+            gains = [1.0 / math.log2(rank + 2) for rank, item in enumerate(lists.get(user, [])[:10]) if item in items]
+            ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(len(items), 10)))
+            scores.append(sum(gains) / ideal)
+        assert row.ndcg == pytest.approx(float(np.mean(scores)), abs=1e-9)
+        assert row.ndcg_se == pytest.approx(float(np.std(scores, ddof=1) / math.sqrt(len(scores))), abs=1e-9)
 
 
 def test_format_table_lists_every_algorithm(
