@@ -20,10 +20,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from training.benchmark import read_interactions
+
 WHEEL = "recbole==1.2.1"
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
 SHA256 = "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"  # of MEMBER in that wheel
 ROWS, USERS, ITEMS = 100_000, 943, 1_682
+COLUMNS = ("user", "item", "rating", "timestamp")
 
 
 class FetchError(RuntimeError):
@@ -50,17 +53,9 @@ def extract_ratings(wheel: Path, out: Path, *, sha256: str = SHA256) -> Path:
 
 
 def describe(path: Path) -> tuple[int, int, int]:
-    """(rows, distinct users, distinct items) of a tab-separated ratings file."""
-    users: set[str] = set()
-    items: set[str] = set()
-    rows = 0
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            user, item, *_ = line.split("\t")
-            users.add(user)
-            items.add(item)
-            rows += 1
-    return rows, len(users), len(items)
+    """(rows, distinct users, distinct items) of a ratings file as ``offers benchmark`` reads it."""
+    frame = read_interactions(path, "\t", COLUMNS)
+    return len(frame), frame["user"].nunique(), frame["item"].nunique()
 
 
 def fetch(out_dir: Path) -> Path:

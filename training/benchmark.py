@@ -26,7 +26,7 @@ import pandas as pd
 from models.base import TrainingSet
 from models.families import create, default_params
 from recsys.errors import DataError
-from training.metrics import ranking_metrics, user_metrics
+from training.metrics import summarise, user_metrics
 from training.split import IndexedInteractions, index_interactions, item_folds
 from training.tuning import TrialResult, Validation, describe_choice, tune
 
@@ -262,8 +262,8 @@ def run_benchmark(
         model.fit(train)
         train_s = time.perf_counter() - started
         top, _ = model.recommend(users, k=k, exclude=ix.train)
-        metrics = ranking_metrics(top, ix.relevant, k=k, n_catalogue=ix.n_items)
         per_user = user_metrics(top, ix.relevant, k)
+        metrics = summarise(per_user, top, n_catalogue=ix.n_items)
         scored = per_user.ndcg[per_user.evaluable]
         ndcg_se = float(scored.std(ddof=1) / math.sqrt(len(scored))) if len(scored) > 1 else math.nan
         item_ids = np.asarray(ix.item_ids, dtype=object)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,9 +182,16 @@ def holdout_per_user(
     Folds of one seed hold out disjoint interactions: fold ``f`` takes the next round(fraction x n) of
     the user's shuffled interactions after those of folds 0 to f - 1 (fewer, or none, when they run out).
     """
+    return holdout_folds(interactions, folds=(fold,), fraction=fraction, seed=seed)[0]
+
+
+def holdout_folds(
+    interactions: sp.csr_matrix, *, folds: Sequence[int], fraction: float = 0.2, seed: int = 0
+) -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
+    """``holdout_per_user`` for each of ``folds``, from one shuffle of each user's interactions."""
     if not 0.0 < fraction < 1.0:
         raise ValueError("fraction must be strictly between 0 and 1")
-    if fold < 0:
+    if any(fold < 0 for fold in folds):
         raise ValueError("fold must be 0 or more")
     csr = sp.csr_matrix(interactions, dtype=np.float32, copy=True)
     csr.sum_duplicates()
@@ -195,11 +203,14 @@ def holdout_per_user(
     position = np.empty(csr.nnz, dtype=np.int64)
     position[order] = np.arange(csr.nnz) - csr.indptr[row_of[order]]
     n_hold = np.minimum(np.floor(fraction * n_per_row + 0.5), np.maximum(n_per_row - 1, 0)).astype(np.int64)
-    first = fold * n_hold[row_of]
-    held = (position >= first) & (position < first + n_hold[row_of])
+    per_entry = n_hold[row_of]
     coo = csr.tocoo()
-    fit = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=csr.shape)
-    validation = sp.csr_matrix(
-        (np.ones(int(held.sum()), dtype=np.float32), (coo.row[held], coo.col[held])), shape=csr.shape
-    )
-    return fit, validation
+    out = []
+    for fold in folds:
+        held = (position >= fold * per_entry) & (position < (fold + 1) * per_entry)
+        fit = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=csr.shape)
+        validation = sp.csr_matrix(
+            (np.ones(int(held.sum()), dtype=np.float32), (coo.row[held], coo.col[held])), shape=csr.shape
+        )
+        out.append((fit, validation))
+    return out

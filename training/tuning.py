@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from models.base import TrainingSet
 from models.families import ParamRange, create, default_params, search_space
 from recsys.errors import ModelError
 from training.metrics import ranking_metrics, user_metrics
-from training.split import holdout_per_user
+from training.split import holdout_folds
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,20 @@ class Validation:
 def validation_split(train: TrainingSet, *, fraction: float = 0.2, seed: int = 0, fold: int = 0) -> Validation:
     """Hold out ``fraction`` of each member's positive training interactions for scoring trials; the
     folds of one seed hold out disjoint interactions (fold 1 confirms what fold 0 chose)."""
+    return validation_splits(train, folds=(fold,), fraction=fraction, seed=seed)[0]
+
+
+def validation_splits(
+    train: TrainingSet, *, folds: Sequence[int], fraction: float = 0.2, seed: int = 0
+) -> list[Validation]:
+    """``validation_split`` for each of ``folds``, from one draw (``holdout_folds``)."""
     positive = sp.csr_matrix(train.interactions).maximum(0).tocsr()
-    _, held = holdout_per_user(positive, fraction=fraction, seed=seed, fold=fold)
-    fit_matrix = sp.csr_matrix(train.interactions - train.interactions.multiply(held.astype(bool)))
-    fit_matrix.eliminate_zeros()
-    return Validation(dataclasses.replace(train, interactions=fit_matrix.astype(np.float32)), held)
+    out = []
+    for _, held in holdout_folds(positive, folds=folds, fraction=fraction, seed=seed):
+        fit_matrix = sp.csr_matrix(train.interactions - train.interactions.multiply(held.astype(bool)))
+        fit_matrix.eliminate_zeros()
+        out.append(Validation(dataclasses.replace(train, interactions=fit_matrix.astype(np.float32)), held))
+    return out
 
 
 # What a fit with unlucky parameters raises (divergence, singular systems); anything else is a bug.
@@ -184,9 +193,11 @@ def tune(
     if n_trials <= 0 or not ranges:
         return TuneResult(family, defaults, math.nan, [], metric)
     if validation is None:
-        validation = validation_split(train, fraction=holdout_fraction, seed=seed)
+        folds = (0,) if confirmation is not None else (0, 1)
+        splits = validation_splits(train, folds=folds, fraction=holdout_fraction, seed=seed)
+        validation = splits[0]
         if confirmation is None:
-            confirmation = validation_split(train, fraction=holdout_fraction, seed=seed, fold=1)
+            confirmation = splits[1]
 
     logging.getLogger("optuna").setLevel(logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(n_trials // 3, 1)))

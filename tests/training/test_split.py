@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.errors import DataError
-from training.split import holdout_per_user, index_interactions, item_folds, msr_split
+from training.split import holdout_folds, holdout_per_user, index_interactions, item_folds, msr_split
 
 
 def _reference_stratified_split(data: pd.DataFrame, ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -98,6 +98,15 @@ def test_folds_of_one_seed_hold_out_disjoint_interactions() -> None:
     assert (np.diff(fit.indptr)[np.diff(m.indptr) > 0] >= 1).all()  # everyone keeps something to learn from
     with pytest.raises(ValueError, match="fold"):
         holdout_per_user(m, fold=-1)
+
+
+def test_holdout_folds_of_one_draw_are_the_folds_drawn_one_by_one() -> None:
+    m = sp.random(120, 50, density=0.2, format="csr", random_state=7, dtype=np.float32)
+    both = holdout_folds(m, folds=(0, 1), fraction=0.25, seed=2)
+    for fold, (fit, held) in enumerate(both):
+        one_fit, one_held = holdout_per_user(m, fraction=0.25, seed=2, fold=fold)
+        assert (fit != one_fit).nnz == 0 and (held != one_held).nnz == 0
+    assert both[0][1].multiply(both[1][1]).nnz == 0
 
 
 def test_item_folds_repeat_the_msr_draws_and_are_disjoint() -> None:
