@@ -29,7 +29,9 @@ class TrainingSet:
     """What a model learns from: a weighted member x offer matrix and optional side features.
 
     Rows of ``member_features`` / ``offer_features`` line up with ``member_ids`` / ``offer_ids``.
-    ``member_tiers`` (0 = classic .. 4 = diamond) lets popularity rank within a tier.
+    ``member_tiers`` (0 = classic .. 4 = diamond) lets popularity rank within a tier. ``shown`` and
+    ``responded`` (members x offers, 0/1) say which offers each member saw and which of those they took
+    up, so a model can learn response rates that correct for what a member happened to be shown.
     """
 
     interactions: sp.csr_matrix  # float32 weights; >0 positive evidence
@@ -40,6 +42,10 @@ class TrainingSet:
     offer_features: sp.csr_matrix | None = None
     member_feature_names: tuple[str, ...] = ()
     offer_feature_names: tuple[str, ...] = ()
+    # Exposure, where the history records it (offer events do; a bare interactions file does not):
+    # 1 where the offer was shown to the member, and 1 where the member clicked or redeemed it.
+    shown: sp.csr_matrix | None = None
+    responded: sp.csr_matrix | None = None
 
     @property
     def n_members(self) -> int:

@@ -43,6 +43,7 @@ _SEARCH_SPACES: dict[str, dict[str, ParamRange]] = {
         "max_sampled": ParamRange("int", 5, 50, step=5),
         "match_city": ParamRange("float", 0.0, 60.0),
         "match_partner": ParamRange("float", 0.0, 60.0),
+        "response_category": ParamRange("float", 0.0, 40.0),
     },
     "als": {
         "factors": ParamRange("int", 16, 128, step=16),

@@ -16,6 +16,13 @@ extra embedding dimension per value both sides share (``city:Lisbon`` on a membe
 worth ``match_<group>`` on the member side when the member has the value and the offer's own feature
 weight on the offer side. The extra dimensions are part of the exported embeddings, so serving scores
 every member and offer, new ones too, exactly as training did; 0 turns a group off.
+
+Response rates. WARP learns from positives alone, so it never sees which offers a member was shown and
+ignored. Where the training set records exposure (``shown``/``responded``), each ``response_<group>``
+parameter (``response_category``) adds one dimension per value of the offer feature group: on the member
+side the parameter times the member's shrunk log ratio of observed to expected take-up of that group's
+offers (``models.response_rates``), on the offer side the offer's own feature weight. A member with no
+exposure (new, or seen only through features) has 0 there, an average member; 0 turns a group off.
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from lightfm import LightFM
 
 from models.base import Embeddings, Recommender, TrainingSet
 from models.implicit_mf import has_positive, least_squares_fold_in
+from models.response_rates import response_rates
 from recsys.errors import ModelError
 
 LOSSES = ("warp", "bpr", "warp-kos")
 MAX_SAMPLE_WEIGHT = 10.0  # relative to the mean positive weight; keeps SGD steps bounded
 FOLD_IN_REGULARIZATION = 1.0
 MATCH_PARAM = "match_"
+RESPONSE_PARAM = "response_"
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -102,6 +111,7 @@ class LightFMHybrid(Recommender):
         "match_city": 30.0,
         "match_partner": 30.0,
         "match_brand_level": 0.0,
+        "response_category": 15.0,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -114,6 +124,7 @@ class LightFMHybrid(Recommender):
         self._member_learned: BoolArray | None = None
         self._offer_learned: BoolArray | None = None
         self._match: tuple[IntArray, IntArray, FloatArray] = _no_match()
+        self._response: tuple[IntArray, FloatArray] = _no_response()
 
     def _lightfm(self) -> LightFM:
         return LightFM(
@@ -164,7 +175,27 @@ class LightFMHybrid(Recommender):
         self._match = _no_match()
         if data.member_features is not None and data.offer_features is not None:
             self._match = match_columns(data.member_feature_names, data.offer_feature_names, self._match_weights())
+        self._response = self._response_dims(data, offer_features)
         return self
+
+    def _response_dims(self, data: TrainingSet, offer_features: sp.csr_matrix) -> tuple[IntArray, FloatArray]:
+        """(offer columns, members x columns member side) of the response-rate dimensions."""
+        if data.shown is None or data.responded is None or not data.offer_feature_names:
+            return _no_response()
+        columns: list[int] = []
+        weights: list[float] = []
+        for name, value in self.params.items():
+            if not name.startswith(RESPONSE_PARAM) or float(value) <= 0:
+                continue
+            prefix = name.removeprefix(RESPONSE_PARAM) + ":"
+            found = [j for j, feature in enumerate(data.offer_feature_names) if feature.startswith(prefix)]
+            columns += found
+            weights += [float(value)] * len(found)
+        if not columns:
+            return _no_response()
+        cols = np.asarray(columns, dtype=np.int64)
+        rates = response_rates(data.shown, data.responded, offer_features[:, cols])
+        return cols, (rates * np.asarray(weights, dtype=np.float32)[None, :]).astype(np.float32)
 
     def _match_weights(self) -> dict[str, float]:
         return {
@@ -204,16 +235,20 @@ class LightFMHybrid(Recommender):
         if member_features is None and interactions is not None:
             offers = self.offer_embeddings()
             history = sp.csr_matrix(interactions, dtype=np.float32)
-            learned_part = offers.factors[:, : offers.factors.shape[1] - len(self._match[0])]
+            extra = len(self._match[0]) + len(self._response[0])
+            learned_part = offers.factors[:, : offers.factors.shape[1] - extra]
             folded = least_squares_fold_in(learned_part, history, FOLD_IN_REGULARIZATION, 1.0)
-            folded = np.hstack([folded, np.zeros((len(folded), len(self._match[0])), np.float32)])  # no features
+            folded = np.hstack([folded, np.zeros((len(folded), extra), np.float32)])  # no features, no exposure
             return Embeddings(folded, np.zeros(len(folded), np.float32), has_positive(history, axis=1))
         features = trained_features if member_features is None else _float_csr(member_features)
         if features.shape[1] != len(learned):
             raise ModelError(f"member features have {features.shape[1]} columns, the model {len(learned)}")
         bias, factors = model.get_user_representations(_trained_only(features, learned))
+        offer_cols, member_rates = self._response
+        own = member_features is None and len(offer_cols) > 0  # exposure is known for training members only
+        rates = member_rates if own else np.zeros((features.shape[0], len(offer_cols)), np.float32)
         return Embeddings(
-            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._member_match(features)]),
+            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._member_match(features), rates]),
             bias=np.asarray(bias, dtype=np.float32),
             informed=_informed(features, learned),
         )
@@ -226,8 +261,9 @@ class LightFMHybrid(Recommender):
             raise ModelError(f"offer features have {features.shape[1]} columns, the model {len(learned)}")
         trained = _trained_only(features, learned)
         bias, factors = model.get_item_representations(trained)
+        response = np.asarray(trained[:, self._response[0]].toarray(), dtype=np.float32)
         return Embeddings(
-            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._offer_match(trained)]),
+            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._offer_match(trained), response]),
             bias=np.asarray(bias, dtype=np.float32),
             informed=_informed(features, learned),
         )
@@ -244,6 +280,8 @@ class LightFMHybrid(Recommender):
             "match_member_columns": self._match[0],
             "match_offer_columns": self._match[1],
             "match_weights": self._match[2],
+            "response_offer_columns": self._response[0],
+            "response_member": self._response[1],
         }
         for name, matrix in (("member_features", member_features), ("offer_features", offer_features)):
             arrays[f"{name}_data"] = matrix.data
@@ -274,7 +312,17 @@ class LightFMHybrid(Recommender):
             arrays["match_offer_columns"].astype(np.int64),
             arrays["match_weights"].astype(np.float32),
         )
+        self._response = _no_response()
+        if "response_offer_columns" in arrays:  # saved before response rates existed: none
+            self._response = (
+                arrays["response_offer_columns"].astype(np.int64),
+                arrays["response_member"].astype(np.float32),
+            )
 
 
 def _no_match() -> tuple[IntArray, IntArray, FloatArray]:
     return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+
+
+def _no_response() -> tuple[IntArray, FloatArray]:
+    return np.empty(0, np.int64), np.empty((0, 0), np.float32)

@@ -15,6 +15,7 @@ from functools import cache
 from typing import Annotated, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,6 +100,7 @@ def build_training_set(
     if not (member_index.is_unique and offer_index.is_unique):
         raise DataError("member and offer ids must be unique to build a training set")
     interactions = evidence(events, member_index, offer_index, weights, until=cutoff_utc, as_of=as_of)
+    shown, responded = exposure(events, member_index, offer_index, until=cutoff_utc)
 
     if space is None:
         space, member_features, offer_features = fit_features(
@@ -131,6 +133,8 @@ def build_training_set(
         offer_features=offer_features,
         member_feature_names=space.member_feature_names,
         offer_feature_names=space.offer_feature_names,
+        shown=shown,
+        responded=responded,
     )
     release_freed_memory()
     return training, space
@@ -171,6 +175,41 @@ def evidence(
     interactions.data[np.abs(interactions.data) < 1e-9] = 0.0  # a click and a dismissal may cancel out
     interactions.eliminate_zeros()
     return interactions
+
+
+def exposure(
+    events: pd.DataFrame,
+    member_index: pd.Index,
+    offer_index: pd.Index,
+    *,
+    until: pd.Timestamp | None,
+    slice_rows: int = EVIDENCE_SLICE_ROWS,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(shown, responded): members x offers, 1 where the offer was shown to the member (any event: an
+    impression, or a response or dismissal whose impression went unlogged) and 1 where they clicked or
+    redeemed it, before ``until``; read ``slice_rows`` events at a time, like ``evidence``."""
+    shown_parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]] = []
+    taken_parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]] = []
+    for start in range(0, max(len(events), 1), slice_rows):
+        part = before(events.iloc[start : start + slice_rows], "timestamp", until)
+        r = positions(member_index, part["member_id"])
+        c = positions(offer_index, part["offer_id"])
+        saw = (r >= 0) & (c >= 0)  # every kind of offer event means the offer was in front of the member
+        took = saw & np.isin(part["event"].to_numpy(), POSITIVE_EVENTS)
+        shown_parts.append((r[saw].astype(np.int32), c[saw].astype(np.int32)))
+        taken_parts.append((r[took].astype(np.int32), c[took].astype(np.int32)))
+
+    def pairs(parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]]) -> sp.csr_matrix:
+        rows = np.concatenate([p[0] for p in parts])
+        cols = np.concatenate([p[1] for p in parts])
+        matrix = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(member_index), len(offer_index))
+        )
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        return matrix
+
+    return pairs(shown_parts), pairs(taken_parts)
 
 
 def holdout_positives(data: LoyaltyData, since: pd.Timestamp, until: pd.Timestamp | None = None) -> sp.csr_matrix:

@@ -63,8 +63,22 @@ def validation_splits(
     for _, held in holdout_folds(positive, folds=folds, fraction=fraction, seed=seed):
         fit_matrix = sp.csr_matrix(train.interactions - train.interactions.multiply(held.astype(bool)))
         fit_matrix.eliminate_zeros()
-        out.append(Validation(dataclasses.replace(train, interactions=fit_matrix.astype(np.float32)), held))
+        fit = dataclasses.replace(
+            train,
+            interactions=fit_matrix.astype(np.float32),
+            shown=_without(train.shown, held),  # a held-out response must not show through its exposure
+            responded=_without(train.responded, held),
+        )
+        out.append(Validation(fit, held))
     return out
+
+
+def _without(pairs: sp.csr_matrix | None, held: sp.csr_matrix) -> sp.csr_matrix | None:
+    if pairs is None:
+        return None
+    kept = sp.csr_matrix(pairs - pairs.multiply(held.astype(bool)))
+    kept.eliminate_zeros()
+    return kept
 
 
 # What a fit with unlucky parameters raises (divergence, singular systems); anything else is a bug.

@@ -1,9 +1,11 @@
-"""The LightFM hybrid's matching dimensions: a member and an offer sharing a city (or partner) score
-the group's weight times the offer's feature weight on top of what LightFM learned, in the exported
-embeddings themselves, for trained and brand-new rows alike."""
+"""The LightFM hybrid's extra dimensions, in the exported embeddings themselves. Matching: a member and
+an offer sharing a city (or partner) score the group's weight times the offer's feature weight on top of
+what LightFM learned, for trained and brand-new rows alike. Response rates: a trained member's taste for
+an offer category, learned from what they were shown and took up, times the offer's feature weight."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +14,12 @@ import scipy.sparse as sp
 from models.base import TrainingSet
 from models.families import create, load
 from models.lightfm_hybrid import match_columns
+from models.response_rates import response_rates
 
 CITIES = ("Lisbon", "Porto", "Seoul")
 MEMBER_NAMES = (*(f"city:{c}" for c in CITIES), "tier:gold", "member:m0", "member:m1", "member:m2")
 OFFER_NAMES = ("city:Lisbon", "city:Seoul", "city:Paris", "category:stay", "offer:o0", "offer:o1", "offer:o2")
-PARAMS = {"no_components": 4, "epochs": 3, "num_threads": 1, "random_state": 7}
+PARAMS = {"no_components": 4, "epochs": 3, "num_threads": 1, "random_state": 7, "response_category": 0.0}
 
 
 def _training() -> TrainingSet:
@@ -102,3 +105,47 @@ def test_matching_survives_save_and_load(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_scores(again), _scores(model))
     new_offer = sp.csr_matrix(np.array([[0.5, 0, 0, 0.5, 0, 0, 0]], dtype=np.float32))
     np.testing.assert_array_equal(again.offer_embeddings(new_offer).factors, model.offer_embeddings(new_offer).factors)
+
+
+def _exposed() -> TrainingSet:
+    # m0 was shown all three (stay) offers and took one; m1 was shown o1 and took it; m2 saw nothing.
+    shown = sp.csr_matrix(np.array([[1, 1, 1], [0, 1, 0], [0, 0, 0]], dtype=np.float32))
+    responded = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=np.float32))
+    return dataclasses.replace(_training(), shown=shown, responded=responded)
+
+
+def test_response_rates_add_the_weight_times_the_rate_times_the_offers_feature_weight() -> None:
+    data = _exposed()
+    plain = create("lightfm", **PARAMS).fit(data)
+    with_rates = create("lightfm", **{**PARAMS, "response_category": 6.0}).fit(data)
+    assert with_rates.member_embeddings().factors.shape[1] == plain.member_embeddings().factors.shape[1] + 1
+    assert data.shown is not None and data.responded is not None
+    rates = response_rates(data.shown, data.responded, sp.csr_matrix(np.ones((3, 1), np.float32)))[:, 0]
+    assert rates[0] < 0 < rates[1] and rates[2] == 0.0  # m0 took 1 of 3, m1 1 of 1, m2 saw nothing
+    lift = _scores(with_rates) - _scores(plain)
+    np.testing.assert_allclose(lift, np.repeat(6.0 * rates[:, None] / 3, 3, axis=1), atol=1e-5)
+
+
+def test_rows_without_known_exposure_get_no_response_rates() -> None:
+    model = create("lightfm", **{**PARAMS, "response_category": 6.0}).fit(_exposed())
+    assert model.member_embeddings().factors[1, -1] > 0  # m1, as trained
+    again = model.member_embeddings(member_features=_exposed().member_features)  # the same rows, from features
+    assert not again.factors[:, -1].any()
+    folded = model.member_embeddings(interactions=sp.csr_matrix(np.array([[0, 5, 0]], dtype=np.float32)))
+    assert folded.factors.shape[1] == model.offer_embeddings().factors.shape[1]
+    assert folded.factors[0, -1] == 0.0
+    new_offer = sp.csr_matrix(np.array([[0, 0, 0, 1, 0, 0, 0]], dtype=np.float32))  # a stay offer, no identity
+    assert model.offer_embeddings(new_offer).factors[0, -1] == 1.0
+
+
+def test_no_exposure_recorded_means_no_response_dimensions() -> None:
+    plain = create("lightfm", **PARAMS).fit(_training())
+    asked = create("lightfm", **{**PARAMS, "response_category": 6.0}).fit(_training())  # shown is None
+    assert asked.member_embeddings().factors.shape == plain.member_embeddings().factors.shape
+
+
+def test_response_rates_survive_save_and_load(tmp_path: Path) -> None:
+    model = create("lightfm", **{**PARAMS, "response_category": 6.0}).fit(_exposed())
+    model.save(tmp_path / "model")
+    again = load(tmp_path / "model")
+    np.testing.assert_array_equal(_scores(again), _scores(model))

@@ -128,6 +128,17 @@ def test_a_given_space_encodes_new_members_without_identity() -> None:
     assert names == {"country:CN", "stay_frequency:none", "spend:none", "dining_frequency:none"}
 
 
+def test_exposure_records_what_was_shown_and_taken_up_before_until() -> None:
+    training, _ = build_training_set(tiny_data(), until=AS_OF)
+    assert training.shown is not None and training.responded is not None
+    # m1 saw o1 (and redeemed it) and o2 (dismissed); m2 clicked o2 and o3 with no impression logged.
+    assert training.shown.toarray().tolist() == [[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    assert training.responded.toarray().tolist() == [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    everything, _ = build_training_set(tiny_data())  # m1's click on o3 and m2's on o1 come after the cut
+    assert everything.responded is not None
+    assert everything.responded.toarray().tolist() == [[1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
+
+
 def test_holdout_positives_are_clicks_and_redemptions_in_the_window() -> None:
     data = tiny_data()
     relevant = holdout_positives(data, since=AS_OF, until=None)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -43,6 +45,18 @@ def test_validation_split_leaves_negative_evidence_in_fit() -> None:
     fit = v.fit.interactions.toarray()
     assert (fit[dense < 0] == dense[dense < 0]).all()
     assert ((fit != 0) | (v.relevant.toarray() != 0) == (dense != 0)).all()
+
+
+def test_a_held_out_response_leaves_the_exposure_too() -> None:
+    train = _clustered()
+    taken = (train.interactions != 0).astype(np.float32)
+    shown = sp.csr_matrix(taken + sp.csr_matrix(np.eye(160, 90, k=1, dtype=np.float32))).astype(bool).astype(np.float32)
+    exposed = dataclasses.replace(train, shown=shown, responded=sp.csr_matrix(taken))
+    v = validation_split(exposed, fraction=0.2, seed=3)
+    assert v.fit.shown is not None and v.fit.responded is not None
+    assert v.fit.responded.multiply(v.relevant).nnz == 0 and v.fit.shown.multiply(v.relevant).nnz == 0
+    assert ((v.fit.responded + v.relevant) != taken).nnz == 0  # nothing else left the exposure
+    assert v.fit.shown.nnz == shown.nnz - v.relevant.nnz
 
 
 @pytest.mark.parametrize("family", ["lightfm", "als", "bpr", "popularity"])
