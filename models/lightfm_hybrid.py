@@ -111,7 +111,7 @@ class LightFMHybrid(Recommender):
         "match_city": 30.0,
         "match_partner": 30.0,
         "match_brand_level": 0.0,
-        "response_category": 15.0,
+        "response_category": 8.0,
     }
 
     def __init__(self, **params: Any) -> None:

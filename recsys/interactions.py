@@ -187,29 +187,29 @@ def exposure(
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(shown, responded): members x offers, 1 where the offer was shown to the member (any event: an
     impression, or a response or dismissal whose impression went unlogged) and 1 where they clicked or
-    redeemed it, before ``until``; read ``slice_rows`` events at a time, like ``evidence``."""
-    shown_parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]] = []
-    taken_parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]] = []
+    redeemed it, before ``until``. Read ``slice_rows`` events at a time, like ``evidence``; each slice
+    is folded into the running matrices at once, so repeated showings take no memory."""
+    shape = (len(member_index), len(offer_index))
+    shown = sp.csr_matrix(shape, dtype=np.float32)
+    responded = sp.csr_matrix(shape, dtype=np.float32)
     for start in range(0, max(len(events), 1), slice_rows):
         part = before(events.iloc[start : start + slice_rows], "timestamp", until)
         r = positions(member_index, part["member_id"])
         c = positions(offer_index, part["offer_id"])
         saw = (r >= 0) & (c >= 0)  # every kind of offer event means the offer was in front of the member
-        took = saw & np.isin(part["event"].to_numpy(), POSITIVE_EVENTS)
-        shown_parts.append((r[saw].astype(np.int32), c[saw].astype(np.int32)))
-        taken_parts.append((r[took].astype(np.int32), c[took].astype(np.int32)))
+        took = saw & part["event"].isin(POSITIVE_EVENTS).to_numpy(dtype=bool)
+        shown = _binary(shown + _pairs(r[saw], c[saw], shape))
+        responded = _binary(responded + _pairs(r[took], c[took], shape))
+    return shown, responded
 
-    def pairs(parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]]) -> sp.csr_matrix:
-        rows = np.concatenate([p[0] for p in parts])
-        cols = np.concatenate([p[1] for p in parts])
-        matrix = sp.csr_matrix(
-            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(member_index), len(offer_index))
-        )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return matrix
 
-    return pairs(shown_parts), pairs(taken_parts)
+def _pairs(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], shape: tuple[int, int]) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)  # duplicates summed
+
+
+def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    matrix.data[:] = 1.0
+    return matrix
 
 
 def holdout_positives(data: LoyaltyData, since: pd.Timestamp, until: pd.Timestamp | None = None) -> sp.csr_matrix:

@@ -380,4 +380,4 @@ def _echo_table(echo: Callable[[str], None], family: str, reports: dict[str, Eva
     for name, values in rows:
         echo(f"{name:<14}" + "".join(f"{values.get(key, float('nan')):>16.4f}" for key in keys))
     if oracle is not None:
-        echo(f"{family} reaches {reports[family].ndcg_to_oracle:.2f} of the oracle's nDCG@{k}")
+        echo(f"{family} reaches {reports[family].ndcg_to_oracle:.3f} of the oracle's nDCG@{k}")

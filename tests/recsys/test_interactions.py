@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from recsys.errors import DataError
-from recsys.interactions import InteractionWeights, build_training_set, holdout_positives
+from recsys.interactions import InteractionWeights, build_training_set, exposure, holdout_positives
 from tests.recsys.tiny_loyalty import AS_OF, tiny_data
 
 
@@ -137,6 +137,15 @@ def test_exposure_records_what_was_shown_and_taken_up_before_until() -> None:
     everything, _ = build_training_set(tiny_data())  # m1's click on o3 and m2's on o1 come after the cut
     assert everything.responded is not None
     assert everything.responded.toarray().tolist() == [[1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
+
+
+def test_exposure_read_in_slices_is_the_same() -> None:
+    data = tiny_data()
+    members, offers = pd.Index(data.members["member_id"]), pd.Index(data.offers["offer_id"])
+    whole = exposure(data.offer_events, members, offers, until=AS_OF)
+    sliced = exposure(data.offer_events, members, offers, until=AS_OF, slice_rows=2)
+    for a, b in zip(whole, sliced, strict=True):
+        assert (a != b).nnz == 0 and a.has_sorted_indices and b.has_sorted_indices
 
 
 def test_holdout_positives_are_clicks_and_redemptions_in_the_window() -> None:
