@@ -11,9 +11,9 @@ population ratio by ``prior`` expected responses:
 
 0 means "as expected" and is exactly what a member who was never shown the group gets, so a member who
 comes later, with no history yet, scores as an average member. Positive: takes the group up more often
-than its offers' appeal explains. This is the part of a member's taste that only their responses reveal
-(their stays and spend say nothing of how they feel about spa offers); a factorisation trained on
-positives alone cannot see it, since it never learns what was shown and ignored.
+than its offers' appeal explains. This is the part of a member's taste that their stays and spend reveal
+only in part, and that a factorisation trained on positives alone cannot see: it never learns what was
+shown and ignored.
 """
 
 from __future__ import annotations
