@@ -174,7 +174,9 @@ class LightFMHybrid(Recommender):
         self._offer_learned = _learned(offer_features, has_positive(data.interactions, axis=0))
         self._match = _no_match()
         if data.member_features is not None and data.offer_features is not None:
-            self._match = match_columns(data.member_feature_names, data.offer_feature_names, self._match_weights())
+            self._match = match_columns(
+                data.member_feature_names, data.offer_feature_names, self._group_weights(MATCH_PARAM)
+            )
         self._response = self._response_dims(data, offer_features)
         return self
 
@@ -182,26 +184,25 @@ class LightFMHybrid(Recommender):
         """(offer columns, members x columns member side) of the response-rate dimensions."""
         if data.shown is None or data.responded is None or not data.offer_feature_names:
             return _no_response()
-        columns: list[int] = []
-        weights: list[float] = []
-        for name, value in self.params.items():
-            if not name.startswith(RESPONSE_PARAM) or float(value) <= 0:
-                continue
-            prefix = name.removeprefix(RESPONSE_PARAM) + ":"
-            found = [j for j, feature in enumerate(data.offer_feature_names) if feature.startswith(prefix)]
-            columns += found
-            weights += [float(value)] * len(found)
-        if not columns:
+        groups = {group: w for group, w in self._group_weights(RESPONSE_PARAM).items() if w > 0}
+        found = [
+            (j, groups[group])
+            for j, feature in enumerate(data.offer_feature_names)
+            if ":" in feature and (group := feature.split(":", 1)[0]) in groups
+        ]
+        if not found:
             return _no_response()
-        cols = np.asarray(columns, dtype=np.int64)
+        cols = np.array([j for j, _ in found], dtype=np.int64)
+        weights = np.array([w for _, w in found], dtype=np.float32)
         rates = response_rates(data.shown, data.responded, offer_features[:, cols])
-        return cols, (rates * np.asarray(weights, dtype=np.float32)[None, :]).astype(np.float32)
+        return cols, (rates * weights[None, :]).astype(np.float32)
 
-    def _match_weights(self) -> dict[str, float]:
+    def _group_weights(self, param_prefix: str) -> dict[str, float]:
+        """Feature group -> weight, from the parameters named ``<param_prefix><group>``."""
         return {
-            name.removeprefix(MATCH_PARAM): float(value)
+            name.removeprefix(param_prefix): float(value)
             for name, value in self.params.items()
-            if name.startswith(MATCH_PARAM)
+            if name.startswith(param_prefix)
         }
 
     def _member_match(self, features: sp.csr_matrix) -> FloatArray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Annotated, Literal
@@ -99,8 +100,7 @@ def build_training_set(
     offer_index = pd.Index(data.offers["offer_id"])
     if not (member_index.is_unique and offer_index.is_unique):
         raise DataError("member and offer ids must be unique to build a training set")
-    interactions = evidence(events, member_index, offer_index, weights, until=cutoff_utc, as_of=as_of)
-    shown, responded = exposure(events, member_index, offer_index, until=cutoff_utc)
+    read = evidence(events, member_index, offer_index, weights, until=cutoff_utc, as_of=as_of)
 
     if space is None:
         space, member_features, offer_features = fit_features(
@@ -125,7 +125,7 @@ def build_training_set(
         offer_features = space.encode_offers(data.offers)
 
     training = TrainingSet(
-        interactions=sp.csr_matrix(interactions, dtype=np.float32),
+        interactions=sp.csr_matrix(read.interactions, dtype=np.float32),
         member_ids=np.asarray(member_index.astype(str), dtype=np.str_),
         offer_ids=np.asarray(offer_index.astype(str), dtype=np.str_),
         member_tiers=data.members["tier"].to_numpy(dtype=np.int8),
@@ -133,11 +133,20 @@ def build_training_set(
         offer_features=offer_features,
         member_feature_names=space.member_feature_names,
         offer_feature_names=space.offer_feature_names,
-        shown=shown,
-        responded=responded,
+        shown=read.shown,
+        responded=read.responded,
     )
     release_freed_memory()
     return training, space
+
+
+@dataclass(frozen=True)
+class OfferEvidence:
+    """What one read of the offer events yields: weighted evidence, and who was shown and took up what."""
+
+    interactions: sp.csr_matrix  # member x offer sum of decayed event weights (float64)
+    shown: sp.csr_matrix  # 1 where the offer was in front of the member (any event), float32
+    responded: sp.csr_matrix  # 1 where the member clicked or redeemed it, float32
 
 
 def evidence(
@@ -149,58 +158,39 @@ def evidence(
     until: pd.Timestamp | None,
     as_of: pd.Timestamp | None,
     slice_rows: int = EVIDENCE_SLICE_ROWS,
-) -> sp.csr_matrix:
-    """Member x offer sum of decayed event weights (float64), events strictly before ``until``.
+) -> OfferEvidence:
+    """Evidence and exposure from the events strictly before ``until``, in one pass.
 
-    Events are weighed ``slice_rows`` at a time and only the non-zero (member, offer, value) triplets are
+    Events are read ``slice_rows`` at a time and only the non-zero (member, offer, value) triplets are
     kept, so the temporary arrays stay small however long the history; the triplets are summed into the
-    matrix in event order, exactly as one pass over all events would."""
-    values, rows, cols = [], [], []
-    for start in range(0, max(len(events), 1), slice_rows):
-        part = before(events.iloc[start : start + slice_rows], "timestamp", until)
-        r = positions(member_index, part["member_id"])
-        c = positions(offer_index, part["offer_id"])
-        kind = lookup(part["event"], weights.event_weights(), default=0.0).astype(np.float64)
-        value = kind * decay(part["timestamp"], as_of, weights.half_life_days)
-        keep = (r >= 0) & (c >= 0) & (value != 0)
-        values.append(value[keep])
-        rows.append(r[keep].astype(np.int32))
-        cols.append(c[keep].astype(np.int32))
-    interactions = sp.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(len(member_index), len(offer_index)),
-        dtype=np.float64,
-    )
-    interactions.sum_duplicates()
-    interactions.data[np.abs(interactions.data) < 1e-9] = 0.0  # a click and a dismissal may cancel out
-    interactions.eliminate_zeros()
-    return interactions
-
-
-def exposure(
-    events: pd.DataFrame,
-    member_index: pd.Index,
-    offer_index: pd.Index,
-    *,
-    until: pd.Timestamp | None,
-    slice_rows: int = EVIDENCE_SLICE_ROWS,
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(shown, responded): members x offers, 1 where the offer was shown to the member (any event: an
-    impression, or a response or dismissal whose impression went unlogged) and 1 where they clicked or
-    redeemed it, before ``until``. Read ``slice_rows`` events at a time, like ``evidence``; each slice
-    is folded into the running matrices at once, so repeated showings take no memory."""
+    matrix in event order, exactly as one pass over all events would. Exposure counts every kind of
+    event as a showing (an impression, or a response or dismissal whose impression went unlogged); each
+    slice is folded into the running 0/1 matrices at once, so repeated showings take no memory."""
     shape = (len(member_index), len(offer_index))
+    values, rows, cols = [], [], []
     shown = sp.csr_matrix(shape, dtype=np.float32)
     responded = sp.csr_matrix(shape, dtype=np.float32)
     for start in range(0, max(len(events), 1), slice_rows):
         part = before(events.iloc[start : start + slice_rows], "timestamp", until)
         r = positions(member_index, part["member_id"])
         c = positions(offer_index, part["offer_id"])
-        saw = (r >= 0) & (c >= 0)  # every kind of offer event means the offer was in front of the member
-        took = saw & part["event"].isin(POSITIVE_EVENTS).to_numpy(dtype=bool)
-        shown = _binary(shown + _pairs(r[saw], c[saw], shape))
+        known = (r >= 0) & (c >= 0)
+        kind = lookup(part["event"], weights.event_weights(), default=0.0).astype(np.float64)
+        value = kind * decay(part["timestamp"], as_of, weights.half_life_days)
+        keep = known & (value != 0)
+        values.append(value[keep])
+        rows.append(r[keep].astype(np.int32))
+        cols.append(c[keep].astype(np.int32))
+        took = known & part["event"].isin(POSITIVE_EVENTS).to_numpy(dtype=bool)
+        shown = _binary(shown + _pairs(r[known], c[known], shape))
         responded = _binary(responded + _pairs(r[took], c[took], shape))
-    return shown, responded
+    interactions = sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=shape, dtype=np.float64
+    )
+    interactions.sum_duplicates()
+    interactions.data[np.abs(interactions.data) < 1e-9] = 0.0  # a click and a dismissal may cancel out
+    interactions.eliminate_zeros()
+    return OfferEvidence(interactions, shown, responded)
 
 
 def _pairs(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], shape: tuple[int, int]) -> sp.csr_matrix:

@@ -28,7 +28,7 @@ from models.families import create, default_params
 from recsys.errors import DataError
 from training.metrics import summarise, user_metrics
 from training.split import IndexedInteractions, index_interactions, item_folds
-from training.tuning import TrialResult, Validation, describe_choice, tune
+from training.tuning import TrialResult, Validation, describe_choice, describe_params, tune
 
 BENCHMARK_FAMILIES: tuple[str, ...] = ("lightfm", "als", "bpr", "popularity")
 _NUMERIC = ("rating", "timestamp")
@@ -253,7 +253,7 @@ def run_benchmark(
             if tuned.trials:
                 progress(
                     f"{family}: {len(tuned.trials)} trials in {time.perf_counter() - started:.1f}s,"
-                    f" validation nDCG@{k} {tuned.best_score:.4f} with {_short(params)}"
+                    f" validation nDCG@{k} {tuned.best_score:.4f} with {describe_params(params)}"
                 )
                 for line in describe_choice(tuned, k):
                     progress(f"  {line}")
@@ -287,12 +287,6 @@ def run_benchmark(
         )
         rows.append(row)
     return rows
-
-
-def _short(params: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in params.items()
-    )
 
 
 # -- writing ---------------------------------------------------------------------------------------------

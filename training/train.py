@@ -40,7 +40,7 @@ from training import tracking
 from training.bundle import ServingBundle
 from training.evaluate import EvaluationReport, evaluate
 from training.plots import write_plots
-from training.tuning import TrialResult, Validation, describe_choice, tune
+from training.tuning import TrialResult, Validation, describe_choice, describe_params, tune
 
 BASELINE = "popularity"
 
@@ -361,6 +361,7 @@ def _tune(
     echo(f"Tuned {family} over {len(result.trials)} trials: validation nDCG@{k} {result.best_score:.4f}")
     for line in describe_choice(result, k):
         echo(f"  {line}")
+    echo(f"  fitting with {describe_params(result.best_params)}")
     for number, score in result.confirmation_scores.items():  # step: the trial (0 is the defaults)
         mlflow.log_metric(f"confirmation_ndcg_at_{k}", score, step=number)
     if not math.isnan(result.gain):
@@ -380,4 +381,5 @@ def _echo_table(echo: Callable[[str], None], family: str, reports: dict[str, Eva
     for name, values in rows:
         echo(f"{name:<14}" + "".join(f"{values.get(key, float('nan')):>16.4f}" for key in keys))
     if oracle is not None:
-        echo(f"{family} reaches {reports[family].ndcg_to_oracle:.3f} of the oracle's nDCG@{k}")
+        for name, report in reports.items():
+            echo(f"{name} reaches {report.ndcg_to_oracle:.3f} of the oracle's nDCG@{k}")

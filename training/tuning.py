@@ -61,22 +61,20 @@ def validation_splits(
     positive = sp.csr_matrix(train.interactions).maximum(0).tocsr()
     out = []
     for _, held in holdout_folds(positive, folds=folds, fraction=fraction, seed=seed):
-        fit_matrix = sp.csr_matrix(train.interactions - train.interactions.multiply(held.astype(bool)))
-        fit_matrix.eliminate_zeros()
         fit = dataclasses.replace(
             train,
-            interactions=fit_matrix.astype(np.float32),
-            shown=_without(train.shown, held),  # a held-out response must not show through its exposure
-            responded=_without(train.responded, held),
+            interactions=_without(train.interactions, held).astype(np.float32),
+            # a held-out response must not show through the exposure either
+            shown=None if train.shown is None else _without(train.shown, held),
+            responded=None if train.responded is None else _without(train.responded, held),
         )
         out.append(Validation(fit, held))
     return out
 
 
-def _without(pairs: sp.csr_matrix | None, held: sp.csr_matrix) -> sp.csr_matrix | None:
-    if pairs is None:
-        return None
-    kept = sp.csr_matrix(pairs - pairs.multiply(held.astype(bool)))
+def _without(matrix: sp.csr_matrix, held: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with the held-out pairs removed."""
+    kept = sp.csr_matrix(matrix - matrix.multiply(held.astype(bool)))
     kept.eliminate_zeros()
     return kept
 
@@ -310,6 +308,13 @@ def _confirm(
     chosen = max(members, key=lambda n: ((by_number[n].score + scores[n]) / 2, -n))
     gain, gain_se = _gain(members[chosen], base_members)
     return by_number[chosen], gain, gain_se, scores
+
+
+def describe_params(params: Mapping[str, Any]) -> str:
+    """``name=value, ...`` with floats to four significant digits."""
+    return ", ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in params.items()
+    )
 
 
 def describe_choice(result: TuneResult, k: int = 10) -> list[str]:

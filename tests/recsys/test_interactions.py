@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from recsys.errors import DataError
-from recsys.interactions import InteractionWeights, build_training_set, exposure, holdout_positives
+from recsys.interactions import InteractionWeights, build_training_set, evidence, holdout_positives
 from tests.recsys.tiny_loyalty import AS_OF, tiny_data
 
 
@@ -142,9 +142,10 @@ def test_exposure_records_what_was_shown_and_taken_up_before_until() -> None:
 def test_exposure_read_in_slices_is_the_same() -> None:
     data = tiny_data()
     members, offers = pd.Index(data.members["member_id"]), pd.Index(data.offers["offer_id"])
-    whole = exposure(data.offer_events, members, offers, until=AS_OF)
-    sliced = exposure(data.offer_events, members, offers, until=AS_OF, slice_rows=2)
-    for a, b in zip(whole, sliced, strict=True):
+    weights = InteractionWeights()
+    whole = evidence(data.offer_events, members, offers, weights, until=AS_OF, as_of=AS_OF)
+    sliced = evidence(data.offer_events, members, offers, weights, until=AS_OF, as_of=AS_OF, slice_rows=2)
+    for a, b in ((whole.shown, sliced.shown), (whole.responded, sliced.responded)):
         assert (a != b).nnz == 0 and a.has_sorted_indices and b.has_sorted_indices
 
 
