@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -32,6 +33,8 @@ class TrainingSet:
     ``member_tiers`` (0 = classic .. 4 = diamond) lets popularity rank within a tier. ``shown`` and
     ``responded`` (members x offers, 0/1) say which offers each member saw and which of those they took
     up, so a model can learn response rates that correct for what a member happened to be shown.
+    ``member_price_levels`` and ``feature_price_levels`` place members and the offer features that have
+    a price (``brand:<name>``) on one scale of how upmarket they are (``recsys.price_levels``).
     """
 
     interactions: sp.csr_matrix  # float32 weights; >0 positive evidence
@@ -46,6 +49,8 @@ class TrainingSet:
     # 1 where the offer was shown to the member, and 1 where the member clicked or redeemed it.
     shown: sp.csr_matrix | None = None
     responded: sp.csr_matrix | None = None
+    member_price_levels: npt.NDArray[np.float64] | None = None
+    feature_price_levels: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def n_members(self) -> int:

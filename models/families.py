@@ -44,6 +44,7 @@ _SEARCH_SPACES: dict[str, dict[str, ParamRange]] = {
         "match_city": ParamRange("float", 0.0, 60.0),
         "match_partner": ParamRange("float", 0.0, 60.0),
         "response_category": ParamRange("float", 0.0, 40.0),
+        "level_fit": ParamRange("float", 0.0, 10.0),
     },
     "als": {
         "factors": ParamRange("int", 16, 128, step=16),

@@ -23,6 +23,15 @@ parameter (``response_category``) adds one dimension per value of the offer feat
 side the parameter times the member's shrunk log ratio of observed to expected take-up of that group's
 offers (``models.response_rates``), on the offer side the offer's own feature weight. A member with no
 exposure (new, or seen only through features) has 0 there, an average member; 0 turns a group off.
+
+Price-level fit. Where the training set places members and brands on one price scale
+(``recsys.price_levels``), ``level_fit`` adds ``level_fit * (c - (member level - brand level)^2)`` to
+every hotel offer's score: a member is steered to brands near the level they book at and away from
+those far above or below it (``c``, the mean squared distance in training, keeps the average hotel offer
+where it was). The square expands into three dimensions, member side ``level_fit * (2 * level, -1,
+c - level^2)`` and offer side the offer's brand weight times ``(brand level, brand level^2, 1)``, linear in
+the offer's features as the rest is, so a new offer scores the same way; members embedded from features
+or folded in have 0 there; 0 turns it off.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ MAX_SAMPLE_WEIGHT = 10.0  # relative to the mean positive weight; keeps SGD step
 FOLD_IN_REGULARIZATION = 1.0
 MATCH_PARAM = "match_"
 RESPONSE_PARAM = "response_"
+LEVEL_PARAM = "level_fit"
+LEVEL_DIMS = 3
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -112,6 +123,7 @@ class LightFMHybrid(Recommender):
         "match_partner": 30.0,
         "match_brand_level": 0.0,
         "response_category": 8.0,
+        "level_fit": 3.0,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -125,6 +137,7 @@ class LightFMHybrid(Recommender):
         self._offer_learned: BoolArray | None = None
         self._match: tuple[IntArray, IntArray, FloatArray] = _no_match()
         self._response: tuple[IntArray, FloatArray] = _no_response()
+        self._level: tuple[IntArray, FloatArray, FloatArray] = _no_level()
 
     def _lightfm(self) -> LightFM:
         return LightFM(
@@ -178,7 +191,34 @@ class LightFMHybrid(Recommender):
                 data.member_feature_names, data.offer_feature_names, self._group_weights(MATCH_PARAM)
             )
         self._response = self._response_dims(data, offer_features)
+        self._level = self._level_dims(data, offer_features)
         return self
+
+    def _level_dims(self, data: TrainingSet, offer_features: sp.csr_matrix) -> tuple[IntArray, FloatArray, FloatArray]:
+        """(offer columns with a price level, their (level, level^2, 1) rows, members x 3 member side)."""
+        weight = float(self.params.get(LEVEL_PARAM, 0.0))
+        if weight <= 0 or data.member_price_levels is None or not data.feature_price_levels:
+            return _no_level()
+        found = [
+            (j, data.feature_price_levels[name])
+            for j, name in enumerate(data.offer_feature_names)
+            if name in data.feature_price_levels
+        ]
+        if not found:
+            return _no_level()
+        cols = np.array([j for j, _ in found], dtype=np.int64)
+        level = np.array([z for _, z in found], dtype=np.float64)
+        values = np.column_stack([level, level**2, np.ones_like(level)])
+        side = np.asarray(offer_features[:, cols] @ values)  # per offer: sum w z, sum w z^2, sum w
+        hotel = side[:, 2] > 0
+        member = np.asarray(data.member_price_levels, dtype=np.float64)
+        if not hotel.any() or member.shape != (data.n_members,):
+            return _no_level()
+        offer_level = side[hotel, 0] / side[hotel, 2]
+        # mean over members and hotel offers of (member - offer)^2, expanded
+        spread = float((member**2).mean() - 2 * member.mean() * offer_level.mean() + (offer_level**2).mean())
+        member_side = weight * np.column_stack([2 * member, -np.ones_like(member), spread - member**2])
+        return cols, values.astype(np.float32), member_side.astype(np.float32)
 
     def _response_dims(self, data: TrainingSet, offer_features: sp.csr_matrix) -> tuple[IntArray, FloatArray]:
         """(offer columns, members x columns member side) of the response-rate dimensions."""
@@ -196,6 +236,9 @@ class LightFMHybrid(Recommender):
         weights = np.array([w for _, w in found], dtype=np.float32)
         rates = response_rates(data.shown, data.responded, offer_features[:, cols])
         return cols, (rates * weights[None, :]).astype(np.float32)
+
+    def _level_width(self) -> int:
+        return LEVEL_DIMS if len(self._level[0]) else 0
 
     def _group_weights(self, param_prefix: str) -> dict[str, float]:
         """Feature group -> weight, from the parameters named ``<param_prefix><group>``."""
@@ -236,20 +279,24 @@ class LightFMHybrid(Recommender):
         if member_features is None and interactions is not None:
             offers = self.offer_embeddings()
             history = sp.csr_matrix(interactions, dtype=np.float32)
-            extra = len(self._match[0]) + len(self._response[0])
+            extra = len(self._match[0]) + len(self._response[0]) + self._level_width()
             learned_part = offers.factors[:, : offers.factors.shape[1] - extra]
             folded = least_squares_fold_in(learned_part, history, FOLD_IN_REGULARIZATION, 1.0)
-            folded = np.hstack([folded, np.zeros((len(folded), extra), np.float32)])  # no features, no exposure
+            folded = np.hstack([folded, np.zeros((len(folded), extra), np.float32)])  # no features, exposure or level
             return Embeddings(folded, np.zeros(len(folded), np.float32), has_positive(history, axis=1))
         features = trained_features if member_features is None else _float_csr(member_features)
         if features.shape[1] != len(learned):
             raise ModelError(f"member features have {features.shape[1]} columns, the model {len(learned)}")
         bias, factors = model.get_user_representations(_trained_only(features, learned))
-        offer_cols, member_rates = self._response
-        own = member_features is None and len(offer_cols) > 0  # exposure is known for training members only
-        rates = member_rates if own else np.zeros((features.shape[0], len(offer_cols)), np.float32)
         return Embeddings(
-            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._member_match(features), rates]),
+            factors=np.hstack(
+                [
+                    np.asarray(factors, dtype=np.float32),
+                    self._member_match(features),
+                    _own(self._response[1], len(self._response[0]), features.shape[0], member_features is None),
+                    _own(self._level[2], self._level_width(), features.shape[0], member_features is None),
+                ]
+            ),
             bias=np.asarray(bias, dtype=np.float32),
             informed=_informed(features, learned),
         )
@@ -263,8 +310,10 @@ class LightFMHybrid(Recommender):
         trained = _trained_only(features, learned)
         bias, factors = model.get_item_representations(trained)
         response = np.asarray(trained[:, self._response[0]].toarray(), dtype=np.float32)
+        level_cols, level_values, _ = self._level
+        levels = np.asarray(trained[:, level_cols] @ level_values, dtype=np.float32)
         return Embeddings(
-            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._offer_match(trained), response]),
+            factors=np.hstack([np.asarray(factors, dtype=np.float32), self._offer_match(trained), response, levels]),
             bias=np.asarray(bias, dtype=np.float32),
             informed=_informed(features, learned),
         )
@@ -283,6 +332,9 @@ class LightFMHybrid(Recommender):
             "match_weights": self._match[2],
             "response_offer_columns": self._response[0],
             "response_member": self._response[1],
+            "level_offer_columns": self._level[0],
+            "level_values": self._level[1],
+            "level_member": self._level[2],
         }
         for name, matrix in (("member_features", member_features), ("offer_features", offer_features)):
             arrays[f"{name}_data"] = matrix.data
@@ -319,6 +371,13 @@ class LightFMHybrid(Recommender):
                 arrays["response_offer_columns"].astype(np.int64),
                 arrays["response_member"].astype(np.float32),
             )
+        self._level = _no_level()
+        if "level_offer_columns" in arrays:  # saved before price levels existed: none
+            self._level = (
+                arrays["level_offer_columns"].astype(np.int64),
+                arrays["level_values"].astype(np.float32),
+                arrays["level_member"].astype(np.float32),
+            )
 
 
 def _no_match() -> tuple[IntArray, IntArray, FloatArray]:
@@ -327,3 +386,13 @@ def _no_match() -> tuple[IntArray, IntArray, FloatArray]:
 
 def _no_response() -> tuple[IntArray, FloatArray]:
     return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+
+
+def _own(member_side: FloatArray, width: int, n: int, training_members: bool) -> FloatArray:
+    """Dimensions known for training members only (exposure, price levels): theirs, or 0 for members
+    embedded from features, who count as average there."""
+    return member_side if training_members and width else np.zeros((n, width), np.float32)
+
+
+def _no_level() -> tuple[IntArray, FloatArray, FloatArray]:
+    return np.empty(0, np.int64), np.empty((0, 0), np.float32), np.empty((0, 0), np.float32)

@@ -334,11 +334,16 @@ def brand_levels(stays: pd.DataFrame) -> dict[str, str]:
 
 def property_cities(stays: pd.DataFrame) -> dict[str, str]:
     """Hotel -> its city, as the stays record it (dining rows name the hotel, not the city)."""
+    return property_attribute(stays, "city")
+
+
+def property_attribute(stays: pd.DataFrame, column: str) -> dict[str, str]:
+    """Hotel -> its ``column`` (city, brand) as its first stay records it."""
     if stays.empty or "property_id" not in stays:
         return {}
-    known = stays.loc[stays["property_id"].notna() & stays["city"].notna(), ["property_id", "city"]]
+    known = stays.loc[stays["property_id"].notna() & stays[column].notna(), ["property_id", column]]
     first = known.drop_duplicates("property_id")
-    return dict(zip(first["property_id"].astype(str), first["city"].astype(str), strict=True))
+    return dict(zip(first["property_id"].astype(str), first[column].astype(str), strict=True))
 
 
 def offer_cities(offers: pd.DataFrame) -> dict[str, str]:

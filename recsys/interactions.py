@@ -36,6 +36,7 @@ from recsys.features import (
     positions,
     utc,
 )
+from recsys.price_levels import brand_prices, member_price_levels
 from recsys.schema import POSITIVE_EVENTS
 
 EVIDENCE_SLICE_ROWS = 4_000_000  # events weighed at a time (about 100 MB of temporary arrays)
@@ -124,17 +125,23 @@ def build_training_set(
         )
         offer_features = space.encode_offers(data.offers)
 
+    stays = before(data.stays, "check_in", cutoff_utc)
+    prices = brand_prices(stays)
+    tiers = data.members["tier"].to_numpy(dtype=np.int8)
+    levels = member_price_levels(member_index, tiers, stays, before(data.dining, "date", cutoff_utc), prices)
     training = TrainingSet(
         interactions=sp.csr_matrix(read.interactions, dtype=np.float32),
         member_ids=np.asarray(member_index.astype(str), dtype=np.str_),
         offer_ids=np.asarray(offer_index.astype(str), dtype=np.str_),
-        member_tiers=data.members["tier"].to_numpy(dtype=np.int8),
+        member_tiers=tiers,
         member_features=member_features,
         offer_features=offer_features,
         member_feature_names=space.member_feature_names,
         offer_feature_names=space.offer_feature_names,
         shown=read.shown,
         responded=read.responded,
+        member_price_levels=levels,
+        feature_price_levels={f"brand:{brand}": level for brand, level in prices.items()},
     )
     release_freed_memory()
     return training, space

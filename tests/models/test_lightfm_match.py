@@ -149,3 +149,64 @@ def test_response_rates_survive_save_and_load(tmp_path: Path) -> None:
     model.save(tmp_path / "model")
     again = load(tmp_path / "model")
     np.testing.assert_array_equal(_scores(again), _scores(model))
+
+
+PRICED_OFFER_NAMES = ("brand:Budget", "brand:Palace", "category:stay", "offer:o0", "offer:o1", "offer:o2")
+
+
+def _priced() -> TrainingSet:
+    # o0 is a Budget hotel's offer, o1 a Palace's, o2 no hotel's; Budget sits at -1, Palace at +1 and the
+    # members book at -1 (m0), +1 (m1) and 0 (m2).
+    offers = sp.csr_matrix(
+        np.array(
+            [[1 / 3, 0, 1 / 3, 1 / 3, 0, 0], [0, 1 / 3, 1 / 3, 0, 1 / 3, 0], [0, 0, 0.5, 0, 0, 0.5]], dtype=np.float32
+        )
+    )
+    return dataclasses.replace(
+        _training(),
+        offer_features=offers,
+        offer_feature_names=PRICED_OFFER_NAMES,
+        member_price_levels=np.array([-1.0, 1.0, 0.0]),
+        feature_price_levels={"brand:Budget": -1.0, "brand:Palace": 1.0, "brand:Elsewhere": 3.0},
+    )
+
+
+def test_price_levels_add_the_weight_times_the_centred_closeness_to_each_hotel_offers_brand() -> None:
+    data = _priced()
+    plain = create("lightfm", **PARAMS, level_fit=0.0).fit(data)
+    priced = create("lightfm", **PARAMS, level_fit=1.5).fit(data)
+    assert priced.member_embeddings().factors.shape[1] == plain.member_embeddings().factors.shape[1] + 3
+    lift = _scores(priced) - _scores(plain)  # the same LightFM fit underneath
+    # mean squared distance between the members (-1, 1, 0) and the hotel offers (-1, 1): 2/3 + 1 = 5/3
+    member, brand = np.array([-1.0, 1.0, 0.0])[:, None], np.array([-1.0, 1.0])[None, :]
+    expected = np.zeros((3, 3))
+    expected[:, :2] = 1.5 / 3 * (5 / 3 - (member - brand) ** 2)  # each hotel offer weighs its brand 1/3
+    np.testing.assert_allclose(lift, expected, atol=1e-5)
+    assert lift[0, 0] > lift[0, 1] and lift[1, 1] > lift[1, 0]  # each member is steered to their own level
+
+
+def test_rows_without_a_known_level_get_none_and_a_new_offer_is_priced_from_its_brand() -> None:
+    model = create("lightfm", **PARAMS, level_fit=1.5).fit(_priced())
+    again = model.member_embeddings(member_features=_priced().member_features)  # the same rows, from features
+    assert not again.factors[:, -3:].any()
+    folded = model.member_embeddings(interactions=sp.csr_matrix(np.array([[0, 5, 0]], dtype=np.float32)))
+    assert folded.factors.shape[1] == model.offer_embeddings().factors.shape[1]
+    assert not folded.factors[0, -3:].any()
+    new_offer = sp.csr_matrix(np.array([[0, 0.5, 0.5, 0, 0, 0]], dtype=np.float32))  # a Palace stay, no identity
+    np.testing.assert_allclose(model.offer_embeddings(new_offer).factors[0, -3:], [0.5, 0.5, 0.5])
+
+
+def test_no_price_levels_means_no_level_dimensions() -> None:
+    plain = create("lightfm", **PARAMS, level_fit=0.0).fit(_priced())
+    unpriced = dataclasses.replace(_priced(), member_price_levels=None)
+    assert (
+        create("lightfm", **PARAMS, level_fit=1.5).fit(unpriced).member_embeddings().factors.shape
+        == plain.member_embeddings().factors.shape
+    )
+
+
+def test_price_levels_survive_save_and_load(tmp_path: Path) -> None:
+    model = create("lightfm", **PARAMS, level_fit=1.5).fit(_priced())
+    model.save(tmp_path / "model")
+    again = load(tmp_path / "model")
+    np.testing.assert_array_equal(_scores(again), _scores(model))

@@ -139,6 +139,17 @@ def test_exposure_records_what_was_shown_and_taken_up_before_until() -> None:
     assert everything.responded.toarray().tolist() == [[1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
 
 
+def test_members_and_brands_get_price_levels_from_history_before_until() -> None:
+    training, _ = build_training_set(tiny_data(), until=AS_OF)
+    # Budget earns 50 a night and Palace 500 before the cut: two brands, one standard deviation each side.
+    assert dict(training.feature_price_levels) == pytest.approx({"brand:Budget": -1.0, "brand:Palace": 1.0})
+    assert {"brand:Budget", "brand:Palace"} <= set(training.offer_feature_names)
+    assert training.member_price_levels is not None
+    # m1: 3 Budget nights (its tier's only evidence); m2: 4 Palace nights and a meal at the Palace hotel;
+    # m3 (diamond, no history): everyone's mean, (-3 + 5) / 8. s5 and m2's later meal come after the cut.
+    np.testing.assert_allclose(training.member_price_levels, [-1.0, 1.0, 0.25])
+
+
 def test_exposure_read_in_slices_is_the_same() -> None:
     data = tiny_data()
     members, offers = pd.Index(data.members["member_id"]), pd.Index(data.offers["offer_id"])
