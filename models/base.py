@@ -98,6 +98,8 @@ class Recommender(ABC):
 
     family: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}  # every parameter a family takes, with its default
+    # parameters added after models were first registered, with the value that fits as those models did
+    introduced: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))

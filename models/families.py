@@ -77,6 +77,13 @@ def create(family: str, **params: Any) -> Recommender:
     return family_class(family)(**params)
 
 
+def recorded_params(family: str, recorded: dict[str, Any]) -> dict[str, Any]:
+    """Parameters to refit a registered model with: those it recorded, and for parameters added to the
+    family since, the value that fits as it was fitted (off), not today's default."""
+    missing = {name: value for name, value in family_class(family).introduced.items() if name not in recorded}
+    return {**missing, **recorded}
+
+
 def default_params(family: str) -> dict[str, Any]:
     return dict(family_class(family).defaults)
 

@@ -125,6 +125,7 @@ class LightFMHybrid(Recommender):
         "response_category": 8.0,
         "level_fit": 3.0,
     }
+    introduced: ClassVar[dict[str, Any]] = {"response_category": 0.0, "level_fit": 0.0}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

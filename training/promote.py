@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from models.families import create
+from models.families import create, recorded_params
 from recsys.errors import ModelError
 from recsys.interactions import InteractionWeights
 from recsys.settings import Settings
@@ -42,7 +42,7 @@ def score_version(client: MlflowClient, name: str, version: str, holdout: Holdou
     family = found.tags.get("family")
     if not family:
         raise ModelError(f"version {version} of {name} has no family tag; it was not registered by `offers train`")
-    params = json.loads(found.tags.get("params", "{}"))
+    params = recorded_params(family, json.loads(found.tags.get("params", "{}")))
     model = create(family, **params).fit(holdout.train)
     report = evaluate(model, holdout.train, holdout.relevant, k=k, exclude=holdout.ineligible)
     return report.overall.ndcg

@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from models.families import FAMILIES, create, default_params, load, search_space, suggest_params
+from models.families import FAMILIES, create, default_params, load, recorded_params, search_space, suggest_params
 from recsys.errors import ModelError
 from tests.models.planted import planted
 
@@ -38,6 +38,19 @@ def test_defaults_fill_in_what_is_not_given(family: str) -> None:
     model = create(family)
     assert model.params == default_params(family)
     assert default_params(family) is not default_params(family)
+
+
+def test_a_model_registered_before_a_parameter_existed_is_refitted_with_it_off() -> None:
+    older = {"loss": "warp", "match_city": 30.0}  # recorded before the response rates and price levels
+    assert recorded_params("lightfm", older) == {**older, "response_category": 0.0, "level_fit": 0.0}
+    newer = {**older, "response_category": 8.0, "level_fit": 3.0}
+    assert recorded_params("lightfm", newer) == newer
+    assert recorded_params("als", {"factors": 64}) == {"factors": 64}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_parameters_added_later_are_parameters_of_the_family(family: str) -> None:
+    assert set(FAMILIES[family].introduced) <= set(default_params(family))
 
 
 @pytest.mark.parametrize("family", ["lightfm", "bpr"])
