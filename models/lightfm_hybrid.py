@@ -36,6 +36,7 @@ or folded in have 0 there; 0 turns it off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -54,7 +55,6 @@ FOLD_IN_REGULARIZATION = 1.0
 MATCH_PARAM = "match_"
 RESPONSE_PARAM = "response_"
 LEVEL_PARAM = "level_fit"
-LEVEL_DIMS = 3
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -197,23 +197,17 @@ class LightFMHybrid(Recommender):
 
     def _level_dims(self, data: TrainingSet, offer_features: sp.csr_matrix) -> tuple[IntArray, FloatArray, FloatArray]:
         """(offer columns with a price level, their (level, level^2, 1) rows, members x 3 member side)."""
-        weight = float(self.params.get(LEVEL_PARAM, 0.0))
-        if weight <= 0 or data.member_price_levels is None or not data.feature_price_levels:
+        weight = float(self.params[LEVEL_PARAM])
+        if weight <= 0 or data.member_price_levels is None:
             return _no_level()
-        found = [
-            (j, data.feature_price_levels[name])
-            for j, name in enumerate(data.offer_feature_names)
-            if name in data.feature_price_levels
-        ]
-        if not found:
-            return _no_level()
-        cols = np.array([j for j, _ in found], dtype=np.int64)
-        level = np.array([z for _, z in found], dtype=np.float64)
+        member = np.asarray(data.member_price_levels, dtype=np.float64)
+        if member.shape != (data.n_members,):
+            raise ModelError(f"member price levels have shape {member.shape}, expected ({data.n_members},)")
+        cols, level = _valued_columns(data.offer_feature_names, data.feature_price_levels.get)
         values = np.column_stack([level, level**2, np.ones_like(level)])
         side = np.asarray(offer_features[:, cols] @ values)  # per offer: sum w z, sum w z^2, sum w
         hotel = side[:, 2] > 0
-        member = np.asarray(data.member_price_levels, dtype=np.float64)
-        if not hotel.any() or member.shape != (data.n_members,):
+        if not hotel.any():
             return _no_level()
         offer_level = side[hotel, 0] / side[hotel, 2]
         # mean over members and hotel offers of (member - offer)^2, expanded
@@ -226,20 +220,13 @@ class LightFMHybrid(Recommender):
         if data.shown is None or data.responded is None or not data.offer_feature_names:
             return _no_response()
         groups = {group: w for group, w in self._group_weights(RESPONSE_PARAM).items() if w > 0}
-        found = [
-            (j, groups[group])
-            for j, feature in enumerate(data.offer_feature_names)
-            if ":" in feature and (group := feature.split(":", 1)[0]) in groups
-        ]
-        if not found:
+        cols, weights = _valued_columns(
+            data.offer_feature_names, lambda feature: groups.get(feature.split(":", 1)[0]) if ":" in feature else None
+        )
+        if not len(cols):
             return _no_response()
-        cols = np.array([j for j, _ in found], dtype=np.int64)
-        weights = np.array([w for _, w in found], dtype=np.float32)
         rates = response_rates(data.shown, data.responded, offer_features[:, cols])
         return cols, (rates * weights[None, :]).astype(np.float32)
-
-    def _level_width(self) -> int:
-        return LEVEL_DIMS if len(self._level[0]) else 0
 
     def _group_weights(self, param_prefix: str) -> dict[str, float]:
         """Feature group -> weight, from the parameters named ``<param_prefix><group>``."""
@@ -280,10 +267,10 @@ class LightFMHybrid(Recommender):
         if member_features is None and interactions is not None:
             offers = self.offer_embeddings()
             history = sp.csr_matrix(interactions, dtype=np.float32)
-            extra = len(self._match[0]) + len(self._response[0]) + self._level_width()
-            learned_part = offers.factors[:, : offers.factors.shape[1] - extra]
-            folded = least_squares_fold_in(learned_part, history, FOLD_IN_REGULARIZATION, 1.0)
-            folded = np.hstack([folded, np.zeros((len(folded), extra), np.float32)])  # no features, exposure or level
+            width = model.no_components  # LightFM's dimensions come first; those after it are not learned
+            folded = least_squares_fold_in(offers.factors[:, :width], history, FOLD_IN_REGULARIZATION, 1.0)
+            extra = np.zeros((len(folded), offers.factors.shape[1] - width), np.float32)
+            folded = np.hstack([folded, extra])  # no features, exposure or level to go on
             return Embeddings(folded, np.zeros(len(folded), np.float32), has_positive(history, axis=1))
         features = trained_features if member_features is None else _float_csr(member_features)
         if features.shape[1] != len(learned):
@@ -294,8 +281,8 @@ class LightFMHybrid(Recommender):
                 [
                     np.asarray(factors, dtype=np.float32),
                     self._member_match(features),
-                    _own(self._response[1], len(self._response[0]), features.shape[0], member_features is None),
-                    _own(self._level[2], self._level_width(), features.shape[0], member_features is None),
+                    _own(self._response[1], features.shape[0], member_features is None),
+                    _own(self._level[2], features.shape[0], member_features is None),
                 ]
             ),
             bias=np.asarray(bias, dtype=np.float32),
@@ -389,10 +376,19 @@ def _no_response() -> tuple[IntArray, FloatArray]:
     return np.empty(0, np.int64), np.empty((0, 0), np.float32)
 
 
-def _own(member_side: FloatArray, width: int, n: int, training_members: bool) -> FloatArray:
+def _own(member_side: FloatArray, n: int, training_members: bool) -> FloatArray:
     """Dimensions known for training members only (exposure, price levels): theirs, or 0 for members
     embedded from features, who count as average there."""
+    width = member_side.shape[1]
     return member_side if training_members and width else np.zeros((n, width), np.float32)
+
+
+def _valued_columns(
+    names: tuple[str, ...], value_of: Callable[[str], float | None]
+) -> tuple[IntArray, npt.NDArray[np.float64]]:
+    """Columns whose feature name ``value_of`` gives a value for, and those values."""
+    found = [(j, value) for j, name in enumerate(names) if (value := value_of(name)) is not None]
+    return np.array([j for j, _ in found], dtype=np.int64), np.array([v for _, v in found], dtype=np.float64)
 
 
 def _no_level() -> tuple[IntArray, FloatArray, FloatArray]:

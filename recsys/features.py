@@ -42,6 +42,7 @@ BAND_QUANTILES = (0.5, 0.8, 0.95)  # edges between the bands, among members acti
 BAND_WINDOW_DAYS = 365
 NO_ACTIVITY = "none"
 ANY_CITY = "any"
+BRAND_GROUP = "brand:"  # the feature group naming a hotel brand, on members (stays) and offers alike
 MIN_CITY_SHARE = 0.25  # default share of a member's city evidence a city must hold to count as theirs
 FORMAT_VERSION = 1
 
@@ -424,7 +425,7 @@ def _behaviour(
         }[space.stay_weighting]
         w = base * decay(stays["check_in"], as_of, half)
         groups += [
-            _Group("brand:", s_rows, stays["brand"], w),
+            _Group(BRAND_GROUP, s_rows, stays["brand"], w),
             _Group("brand_level:", s_rows, lookup(stays["brand"], space.brand_levels), w),
         ]
         cities.append((s_rows, stays["city"].to_numpy(dtype=object), w))
@@ -497,7 +498,7 @@ def offer_groups(offers: pd.DataFrame, space: FeatureSpace) -> list[_Group]:
     city = offers["city"].astype(object)
     city = city.where(city.notna() & (city.astype(str) != ""), ANY_CITY)
     groups = [
-        _Group("brand:", rows, offers["brand"], ones),
+        _Group(BRAND_GROUP, rows, offers["brand"], ones),
         _Group("brand_level:", rows, lookup(offers["brand"], space.brand_levels), ones),
         _Group("category:", rows, offers["category"], ones),
         _Group("city:", rows, city, ones),

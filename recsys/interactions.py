@@ -25,6 +25,7 @@ from models.base import TrainingSet
 from recsys.dataset import LoyaltyData
 from recsys.errors import DataError
 from recsys.features import (
+    BRAND_GROUP,
     MIN_CITY_SHARE,
     FeatureSpace,
     align,
@@ -141,7 +142,7 @@ def build_training_set(
         shown=read.shown,
         responded=read.responded,
         member_price_levels=levels,
-        feature_price_levels={f"brand:{brand}": level for brand, level in prices.items()},
+        feature_price_levels={f"{BRAND_GROUP}{brand}": level for brand, level in prices.items()},
     )
     release_freed_memory()
     return training, space

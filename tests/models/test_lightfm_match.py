@@ -9,12 +9,14 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from models.base import TrainingSet
 from models.families import create, load
 from models.lightfm_hybrid import match_columns
 from models.response_rates import response_rates
+from recsys.errors import ModelError
 
 CITIES = ("Lisbon", "Porto", "Seoul")
 MEMBER_NAMES = (*(f"city:{c}" for c in CITIES), "tier:gold", "member:m0", "member:m1", "member:m2")
@@ -210,3 +212,9 @@ def test_price_levels_survive_save_and_load(tmp_path: Path) -> None:
     model.save(tmp_path / "model")
     again = load(tmp_path / "model")
     np.testing.assert_array_equal(_scores(again), _scores(model))
+
+
+def test_price_levels_that_do_not_line_up_with_the_members_are_a_model_error() -> None:
+    data = dataclasses.replace(_priced(), member_price_levels=np.zeros(2))
+    with pytest.raises(ModelError, match="member price levels"):
+        create("lightfm", **PARAMS, level_fit=1.5).fit(data)
