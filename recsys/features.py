@@ -7,10 +7,13 @@ brand level, category, city, partner and minimum tier. A member's cities come fr
 they go: stays, meals in the group's hotel restaurants (the hotel's city) and clicks or redemptions of
 offers tied to a city, so members who never stayed still have cities; only the ``top_cities`` heaviest
 that each hold at least ``min_city_share`` of that evidence are kept (a one-off trip is not a taste). A
-meal or a response counts as much as one stay night (``stay_weighting="nights"``) or one stay
-(``"count"``). In every row each group of features sums to one and the row is then L1-normalised, as
-LightFM expects. Columns hold the side features first and the identity features
-(one per training member or offer) last, so a new member or offer encodes without any identity.
+meal or a response counts as much as one stay (``stay_weighting="count"``, the default: how often a
+member goes somewhere says where they like to go, how long they stay there says little) or one stay
+night (``"nights"``). City evidence fades on its own, slower clock (``city_half_life_days``, two years
+by default): a member travels a few times a year, so a 90-day half-life would forget last year's trips,
+and where someone likes to go changes over years, not months. In every row each group of features sums to
+one and the row is then L1-normalised, as LightFM expects. Columns hold the side features first and the
+identity features (one per training member or offer) last, so a new member or offer encodes without any identity.
 Everything is vectorised: one factorize and one sparse build per group.
 """
 
@@ -44,6 +47,8 @@ NO_ACTIVITY = "none"
 ANY_CITY = "any"
 BRAND_GROUP = "brand:"  # the feature group naming a hotel brand, on members (stays) and offers alike
 MIN_CITY_SHARE = 0.25  # default share of a member's city evidence a city must hold to count as theirs
+HALF_LIFE_DAYS = 90.0  # default: behaviour this old counts half
+CITY_HALF_LIFE_DAYS = 730.0  # default for city evidence: where members go changes over years, not months
 FORMAT_VERSION = 1
 
 IntArray = npt.NDArray[np.int64]
@@ -78,10 +83,11 @@ class FeatureSpace:
     dining_edges: tuple[float, ...] = ()  # dining visits in the band window
     partner_edges: tuple[float, ...] = ()  # activities with one partner in the band window
     price_edges: tuple[float, ...] = ()  # offers' points cost
-    half_life_days: float = 90.0
-    stay_weighting: StayWeighting = "nights"
+    half_life_days: float = HALF_LIFE_DAYS
+    stay_weighting: StayWeighting = "count"
     top_cities: int = 3
     min_city_share: float = MIN_CITY_SHARE
+    city_half_life_days: float = CITY_HALF_LIFE_DAYS
     property_cities: dict[str, str] = field(default_factory=dict)  # hotel -> city, for dining
     offer_cities: dict[str, str] = field(default_factory=dict)  # offer -> city, for responses
 
@@ -183,6 +189,7 @@ class FeatureSpace:
             "stay_weighting": self.stay_weighting,
             "top_cities": self.top_cities,
             "min_city_share": self.min_city_share,
+            "city_half_life_days": self.city_half_life_days,
             "property_cities": self.property_cities,
             "offer_cities": self.offer_cities,
         }
@@ -214,6 +221,8 @@ class FeatureSpace:
                 stay_weighting=doc["stay_weighting"],
                 top_cities=int(doc["top_cities"]),
                 min_city_share=float(doc.get("min_city_share", 0.0)),
+                # spaces saved before cities had their own half-life decayed them like the rest
+                city_half_life_days=float(doc.get("city_half_life_days", doc["half_life_days"])),
                 property_cities=dict(doc.get("property_cities") or {}),
                 offer_cities=dict(doc.get("offer_cities") or {}),
             )
@@ -226,10 +235,11 @@ def fit_features(
     *,
     until: pd.Timestamp | None = None,
     as_of: pd.Timestamp | None = None,
-    half_life_days: float = 90.0,
-    stay_weighting: StayWeighting = "nights",
+    half_life_days: float = HALF_LIFE_DAYS,
+    stay_weighting: StayWeighting = "count",
     top_cities: int = 3,
     min_city_share: float = MIN_CITY_SHARE,
+    city_half_life_days: float = CITY_HALF_LIFE_DAYS,
 ) -> tuple[FeatureSpace, sp.csr_matrix, sp.csr_matrix]:
     """Learn the vocabulary from ``data`` (behaviour before ``until`` only) and encode every member and
     offer in it: ``(space, member_features, offer_features)``, rows in the frames' order."""
@@ -253,6 +263,7 @@ def fit_features(
         stay_weighting=stay_weighting,
         top_cities=top_cities,
         min_city_share=min_city_share,
+        city_half_life_days=city_half_life_days,
     )
     behaviour = _behaviour(data.members, stays, dining, activity, responses, as_of, draft)
     draft = replace(
@@ -414,7 +425,7 @@ def _behaviour(
     count, spend, meals = np.zeros(n), np.zeros(n), np.zeros(n)
     partner_counts = sp.csr_matrix((n, 0))
     partners: tuple[str, ...] = ()
-    half = space.half_life_days
+    half, city_half = space.half_life_days, space.city_half_life_days
     cities: list[tuple[IntArray, npt.NDArray[Any], FloatArray]] = []  # (rows, city, weight) from each source
     if not stays.empty:
         s_rows, stays = _rows_of(index, stays)
@@ -424,11 +435,11 @@ def _behaviour(
             "count": np.ones(len(stays)),
         }[space.stay_weighting]
         w = base * decay(stays["check_in"], as_of, half)
+        cities.append((s_rows, stays["city"].to_numpy(dtype=object), base * decay(stays["check_in"], as_of, city_half)))
         groups += [
             _Group(BRAND_GROUP, s_rows, stays["brand"], w),
             _Group("brand_level:", s_rows, lookup(stays["brand"], space.brand_levels), w),
         ]
-        cities.append((s_rows, stays["city"].to_numpy(dtype=object), w))
         recent = _in_window(stays["check_in"], as_of)
         count += np.bincount(s_rows[recent], minlength=n)
         spend += np.bincount(s_rows[recent], weights=stays["revenue"].to_numpy(np.float64)[recent], minlength=n)
@@ -437,7 +448,8 @@ def _behaviour(
         w = decay(dining["date"], as_of, half)
         groups.append(_Group("cuisine:", d_rows, dining["cuisine"], w))
         if "property_id" in dining:  # a meal in one of the group's hotels: a visit to its city
-            cities.append((d_rows, lookup(dining["property_id"], space.property_cities), w))
+            city_w = decay(dining["date"], as_of, city_half)
+            cities.append((d_rows, lookup(dining["property_id"], space.property_cities), city_w))
         recent = _in_window(dining["date"], as_of)
         spend += np.bincount(d_rows[recent], weights=dining["spend"].to_numpy(np.float64)[recent], minlength=n)
         meals += np.bincount(d_rows[recent], minlength=n)
@@ -459,7 +471,7 @@ def _behaviour(
     if not responses.empty:  # interest in an offer tied to a city is interest in the city
         r_rows, responses = _rows_of(index, responses)
         cities.append(
-            (r_rows, lookup(responses["offer_id"], space.offer_cities), decay(responses["timestamp"], as_of, half))
+            (r_rows, lookup(responses["offer_id"], space.offer_cities), decay(responses["timestamp"], as_of, city_half))
         )
     if cities:
         groups.append(

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,8 @@ from recsys.dataset import LoyaltyData
 from recsys.errors import DataError
 from recsys.features import (
     BRAND_GROUP,
+    CITY_HALF_LIFE_DAYS,
+    HALF_LIFE_DAYS,
     MIN_CITY_SHARE,
     FeatureSpace,
     align,
@@ -52,14 +55,25 @@ class InteractionWeights(BaseModel):
     click: float = 2.0
     impression: float = 0.0
     dismiss: float = -1.0
-    stay_weighting: Literal["nights", "spend", "count"] = "nights"  # how stays weigh in behaviour features
-    half_life_days: Annotated[float, Field(gt=0)] = 90.0  # an event this old counts half
+    stay_weighting: Literal["nights", "spend", "count"] = "count"  # how stays weigh in behaviour features
+    half_life_days: Annotated[float, Field(gt=0)] = HALF_LIFE_DAYS  # an event this old counts half
     top_cities: Annotated[int, Field(ge=1)] = 3  # cities kept per member in the behaviour features
     min_city_share: Annotated[float, Field(ge=0, lt=1)] = MIN_CITY_SHARE  # of the member's city evidence
+    city_half_life_days: Annotated[float, Field(gt=0)] = CITY_HALF_LIFE_DAYS  # the same, for city evidence
     as_of: datetime | None = None  # end of history and origin of recency; None: the latest event
 
     def event_weights(self) -> dict[str, float]:
         return {"redeem": self.redeem, "click": self.click, "impression": self.impression, "dismiss": self.dismiss}
+
+    @classmethod
+    def as_recorded(cls, recorded: Mapping[str, Any] | None) -> InteractionWeights:
+        """The weights a registered model was trained with, from what it recorded (None: registered
+        before weights were recorded). A setting it predates takes the value it was trained with:
+        stays weighed by nights, city evidence on the same half-life as the rest."""
+        doc = dict(recorded or {})
+        doc.setdefault("stay_weighting", "nights")
+        doc.setdefault("city_half_life_days", doc.get("half_life_days", HALF_LIFE_DAYS))
+        return cls.model_validate(doc)
 
 
 @cache
@@ -113,6 +127,7 @@ def build_training_set(
             stay_weighting=weights.stay_weighting,
             top_cities=weights.top_cities,
             min_city_share=weights.min_city_share,
+            city_half_life_days=weights.city_half_life_days,
         )
     else:
         member_features = space.encode_members(

@@ -1,7 +1,8 @@
 """Promotion and rollback of the ``champion`` alias, judged on one holdout for both models.
 
-Each registered version carries its family and parameters as tags; promotion refits the challenger
-and the champion with those on the training side of the same time holdout of the given data and
+Each registered version carries its family, parameters and interaction weights as tags; promotion refits
+the challenger and the champion with those on the training side of the same time holdout of the given
+data (the same cut and responses, each side's features built with its own weights) and
 moves the alias only when the challenger's nDCG@k beats the champion's by the margin. The alias
 history is kept as a tag on the registered model so rollback can walk back.
 """
@@ -36,13 +37,18 @@ class PromoteResult:
     reason: str
 
 
-def score_version(client: MlflowClient, name: str, version: str, holdout: Holdout, k: int) -> float:
-    """nDCG@k of a registered version's family and parameters, refit on the holdout's training side."""
+def score_version(
+    client: MlflowClient, name: str, version: str, holdout_for: Callable[[InteractionWeights], Holdout], k: int
+) -> float:
+    """nDCG@k of a registered version's family and parameters, refit on the training side of the holdout
+    built with the interaction weights it was trained with (``holdout_for``)."""
     found = client.get_model_version(name, version)
     family = found.tags.get("family")
     if not family:
         raise ModelError(f"version {version} of {name} has no family tag; it was not registered by `offers train`")
     params = recorded_params(family, json.loads(found.tags.get("params", "{}")))
+    recorded = found.tags.get(tracking.WEIGHTS_TAG)
+    holdout = holdout_for(InteractionWeights.as_recorded(json.loads(recorded) if recorded else None))
     model = create(family, **params).fit(holdout.train)
     report = evaluate(model, holdout.train, holdout.relevant, k=k, exclude=holdout.ineligible)
     return report.overall.ndcg
@@ -84,9 +90,15 @@ def promote(
         return PromoteResult(challenger, current_version, float("nan"), None, False, "already the champion")
 
     data = load_history(data_dir, settings, echo)
-    holdout = build_holdout(data_dir, data, InteractionWeights(), holdout_days)
-    challenger_score = score_version(client, name, challenger, holdout, k)
-    champion_score = score_version(client, name, current_version, holdout, k) if current_version else None
+    built: dict[InteractionWeights, Holdout] = {}
+
+    def holdout_for(weights: InteractionWeights) -> Holdout:  # same cut and responses; features as trained
+        if weights not in built:
+            built[weights] = build_holdout(data_dir, data, weights, holdout_days)
+        return built[weights]
+
+    challenger_score = score_version(client, name, challenger, holdout_for, k)
+    champion_score = score_version(client, name, current_version, holdout_for, k) if current_version else None
     echo(f"challenger version {challenger}: nDCG@{k} {challenger_score:.4f}")
     if champion_score is not None:
         echo(f"champion   version {current_version}: nDCG@{k} {champion_score:.4f}")

@@ -22,6 +22,7 @@ from recsys.settings import Settings
 
 CHAMPION = "champion"
 BUNDLE_PATH = "bundle"
+WEIGHTS_TAG = "weights"  # a version's tag holding the interaction weights it was trained with (JSON)
 
 log = logging.getLogger(__name__)
 

@@ -297,6 +297,7 @@ def run_training(
             "data_fingerprint": fingerprint(data_dir),
             "git_commit": tracking.git_commit(),
             "params": json.dumps(params, sort_keys=True, default=str),
+            tracking.WEIGHTS_TAG: weights.model_dump_json(),
             **{f"metric.{key}": f"{value:.6f}" for key, value in metrics.items()},
         }
         mlflow.set_tags({"data_fingerprint": tags["data_fingerprint"], "git_commit": tags["git_commit"]})

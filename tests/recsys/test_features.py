@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.errors import DataError
-from recsys.features import FeatureSpace, StayWeighting, fit_features
+from recsys.features import CITY_HALF_LIFE_DAYS, FeatureSpace, StayWeighting, fit_features
 from tests.recsys.tiny_loyalty import AS_OF, tiny_data
 
 
@@ -23,8 +24,13 @@ def _fit(**kwargs: object) -> tuple[FeatureSpace, sp.csr_matrix, sp.csr_matrix]:
     return fit_features(tiny_data(), until=AS_OF, **kwargs)  # type: ignore[arg-type]
 
 
-def _decay(days: float) -> float:
-    return float(2.0 ** (-days / 90.0))
+def _decay(days: float, half_life: float = 90.0) -> float:
+    return float(2.0 ** (-days / half_life))
+
+
+def _city(days: float) -> float:
+    """Decay of city evidence: trips are rare, so where a member goes fades over years."""
+    return _decay(days, CITY_HALF_LIFE_DAYS)
 
 
 def test_member_rows_describe_who_they_are_and_what_they_do() -> None:
@@ -75,9 +81,9 @@ def test_each_group_sums_to_one_and_rows_are_l1_normalised() -> None:
 @pytest.mark.parametrize(
     ("weighting", "shanghai", "beijing"),
     [
-        ("nights", 2 * _decay(31), 1 * _decay(121)),
-        ("count", _decay(31), _decay(121)),
-        ("spend", 100 * _decay(31), 50 * _decay(121)),
+        ("nights", 2 * _city(31), 1 * _city(121)),
+        ("count", _city(31), _city(121)),
+        ("spend", 100 * _city(31), 50 * _city(121)),
     ],
 )
 def test_stays_weigh_by_the_chosen_measure_with_recency_decay(
@@ -85,8 +91,27 @@ def test_stays_weigh_by_the_chosen_measure_with_recency_decay(
 ) -> None:
     space, members, _ = _fit(stay_weighting=weighting, min_city_share=0.0)
     m1 = _row(members, space.member_feature_names, 0)
-    redeemed = _decay(29.5)  # m1 also redeemed the Shanghai offer o1: one unit of city evidence
+    redeemed = _city(29.5)  # m1 also redeemed the Shanghai offer o1: one unit of city evidence
     assert m1["city:Shanghai"] / m1["city:Beijing"] == pytest.approx((shanghai + redeemed) / beijing, rel=1e-5)
+
+
+def test_cities_fade_on_their_own_half_life_and_the_rest_on_the_shorter_one() -> None:
+    space, members, _ = _fit(city_half_life_days=30.0, min_city_share=0.0)
+    default_space, default_members, _ = _fit(min_city_share=0.0)
+    m1 = _row(members, space.member_feature_names, 0)
+    shanghai = _decay(31, 30.0) + _decay(29.5, 30.0)  # a stay and a redemption, one visit each by default
+    assert m1["city:Shanghai"] / m1["city:Beijing"] == pytest.approx(shanghai / _decay(121, 30.0), rel=1e-5)
+    before = _row(default_members, default_space.member_feature_names, 0)
+    assert before["city:Shanghai"] / before["city:Beijing"] != pytest.approx(shanghai / _decay(121, 30.0), rel=1e-3)
+    assert m1["partner_activity:earn"] == pytest.approx(before["partner_activity:earn"], rel=1e-6)
+    assert FeatureSpace.from_json(space.to_json()).city_half_life_days == 30.0
+
+
+def test_a_space_saved_before_cities_had_their_own_half_life_decays_them_like_the_rest() -> None:
+    space, _, _ = _fit(half_life_days=45.0)
+    doc = json.loads(space.to_json())
+    del doc["city_half_life_days"]
+    assert FeatureSpace.from_json(json.dumps(doc)).city_half_life_days == 45.0
 
 
 def test_cities_come_from_stays_hotel_meals_and_offer_responses() -> None:
@@ -104,7 +129,8 @@ def test_cities_come_from_stays_hotel_meals_and_offer_responses() -> None:
 
 
 def test_cities_below_the_minimum_share_are_dropped() -> None:
-    space, members, _ = _fit()  # Beijing holds under a quarter of m1's city evidence
+    # By nights, Beijing (one night) holds under a quarter of m1's city evidence (two nights and a redemption).
+    space, members, _ = _fit(stay_weighting="nights")
     m1 = _row(members, space.member_feature_names, 0)
     assert "city:Shanghai" in m1 and "city:Beijing" not in m1
     assert FeatureSpace.from_json(space.to_json()).min_city_share == space.min_city_share
@@ -224,6 +250,7 @@ def test_the_space_round_trips_through_json() -> None:
         "stays": data.stays,
         "dining": data.dining,
         "partner_activity": data.partner_activity,
+        "offer_events": data.offer_events,
         "until": AS_OF,
     }
     assert abs(again.encode_members(data.members, **kwargs) - members).max() == 0

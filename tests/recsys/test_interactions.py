@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pydantic
 import pytest
 
+from models.base import TrainingSet
 from recsys.errors import DataError
 from recsys.interactions import InteractionWeights, build_training_set, evidence, holdout_positives
 from tests.recsys.tiny_loyalty import AS_OF, tiny_data
@@ -87,9 +90,28 @@ def test_weights_are_configuration() -> None:
     with pytest.raises(pydantic.ValidationError):
         InteractionWeights(half_life_days=0)
     with pytest.raises(pydantic.ValidationError):
+        InteractionWeights(city_half_life_days=0)
+    with pytest.raises(pydantic.ValidationError):
         InteractionWeights(purchase=3.0)  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError):
         weights.redeem = 1.0
+
+
+def test_city_half_life_reaches_the_features_and_the_space() -> None:
+    weights = InteractionWeights(city_half_life_days=5.0)
+    short, short_space = build_training_set(tiny_data(), until=AS_OF, weights=weights)
+    long, long_space = build_training_set(tiny_data(), until=AS_OF)
+    assert short_space.city_half_life_days == 5.0 and long_space.city_half_life_days == 730.0
+
+    def cities(training: TrainingSet) -> dict[str, float]:
+        assert training.member_features is not None
+        row = training.member_features[0].toarray().ravel()
+        names = training.member_feature_names
+        return {n: float(row[j]) for j, n in enumerate(names) if n.startswith("city:") and row[j]}
+
+    # m1's Beijing stay is 121 days old: over years it still counts, over days it is gone
+    assert set(cities(long)) == {"city:Shanghai", "city:Beijing"}
+    assert set(cities(short)) == {"city:Shanghai"}
 
 
 def test_evidence_that_cancels_out_is_not_stored() -> None:
@@ -176,3 +198,12 @@ def test_duplicate_member_ids_are_a_data_error() -> None:
     doubled = type(data)(**{**data.frames(), "members": pd.concat([data.members, data.members.iloc[:1]])})
     with pytest.raises(DataError, match="unique"):
         build_training_set(doubled)
+
+
+def test_weights_as_recorded_fill_what_a_model_predates_with_what_it_was_trained_on() -> None:
+    now = InteractionWeights(redeem=7.0)
+    assert InteractionWeights.as_recorded(json.loads(now.model_dump_json())) == now
+    older = InteractionWeights.as_recorded({"redeem": 7.0, "half_life_days": 60.0})
+    expected = InteractionWeights(redeem=7.0, half_life_days=60.0, stay_weighting="nights", city_half_life_days=60.0)
+    assert older == expected
+    assert InteractionWeights.as_recorded(None) == InteractionWeights(stay_weighting="nights", city_half_life_days=90.0)

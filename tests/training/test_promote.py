@@ -8,10 +8,11 @@ import pytest
 from mlflow import MlflowClient
 
 from recsys.errors import ModelError
+from recsys.interactions import InteractionWeights
 from recsys.settings import Settings
 from training import tracking
-from training.promote import promote, rollback_champion
-from training.train import run_training
+from training.promote import promote, rollback_champion, score_version
+from training.train import Holdout, build_holdout, load_history, run_training
 
 
 def _champion(settings: Settings) -> str:
@@ -50,3 +51,23 @@ def test_promote_accepts_a_better_challenger_refuses_a_worse_one_and_rollback_re
     assert rollback_champion(settings, echo=lambda _: None) == baseline
     with pytest.raises(ModelError, match="no earlier champion"):
         rollback_champion(settings, echo=lambda _: None)
+
+
+def test_promote_refits_each_version_on_features_built_as_it_was_trained(sample: Path, settings: Settings) -> None:
+    weights = InteractionWeights(top_cities=1, city_half_life_days=365.0)
+    version = run_training(sample, settings, weights=weights, show_progress=False, echo=lambda _: None).model_version
+    client = MlflowClient(settings.tracking_uri)
+    data = load_history(sample, settings, lambda _: None)
+    asked: list[InteractionWeights] = []
+
+    def holdout_for(wanted: InteractionWeights) -> Holdout:
+        asked.append(wanted)
+        return build_holdout(sample, data, wanted, 28)
+
+    assert score_version(client, settings.model_name, version, holdout_for, 10) > 0
+    assert asked == [weights]
+
+    # A version registered before weights were recorded was trained on the defaults of its day.
+    client.delete_model_version_tag(settings.model_name, version, tracking.WEIGHTS_TAG)
+    score_version(client, settings.model_name, version, holdout_for, 10)
+    assert asked[-1] == InteractionWeights(stay_weighting="nights", city_half_life_days=90.0)
