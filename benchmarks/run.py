@@ -58,6 +58,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="sizes at which the product's fit and the raw library's fit are also timed (default: every size)",
     )
     parser.add_argument("--serving-members", type=int, help="members of the served model (default 100000)")
+    parser.add_argument(
+        "--serving-family", help="family of the served model, whose embedding width sizes the records (default als)"
+    )
     parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 10)")
     parser.add_argument("--repeats", type=int, help="wrk runs per concurrency level and app (default 3)")
     parser.add_argument("--workers", type=int, help="uvicorn workers of the API and the floor alike (default 2)")
@@ -88,6 +91,7 @@ def setups(args: argparse.Namespace) -> tuple[ServingSetup, JobsSetup]:
     serving = QUICK_SERVING if args.quick else ServingSetup()
     jobs = QUICK_JOBS if args.quick else JobsSetup()
     overrides = {"members": args.serving_members, "seconds": args.seconds, "repeats": args.repeats}
+    overrides["family"] = args.serving_family
     overrides["workers"] = args.workers
     serving = replace(serving, **{k: v for k, v in overrides.items() if v is not None})
     serving = replace(serving, small_members=min(serving.small_members, serving.members))

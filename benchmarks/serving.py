@@ -60,10 +60,12 @@ class ServingSetup:
     workers: int = 2
     wrk_threads: int = 1
     seed: int = 7
+    family: str = "als"  # the family of the published model (its embedding width sets the record size)
 
     def describe(self) -> dict[str, Any]:
         return {
             "members": self.members,
+            "family": self.family,
             "small_members": self.small_members,
             "offers": self.offers,
             "concurrency": list(self.concurrency),
@@ -172,11 +174,12 @@ def run_wrk(
 
 def build_bundle(data_dir: Path, setup: ServingSetup) -> ServingBundle:
     """Synthetic history for ``setup.members`` members and ``setup.offers`` offers (live today), trained
-    with ALS and packed as the training job packs it."""
+    with ``setup.family`` (ALS for 5 iterations, any other family on its defaults) and packed as the
+    training job packs it."""
     generate(data_dir, members=setup.members, offers=setup.offers, seed=setup.seed, fmt="parquet", show_progress=False)
     data = load_dataset(data_dir).data
     training, space = build_training_set(data)
-    model = create("als", iterations=5).fit(training)
+    model = create(setup.family, **({"iterations": 5} if setup.family == "als" else {})).fit(training)
     return product_bundle(data, training, space, model)
 
 
