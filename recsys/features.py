@@ -334,12 +334,17 @@ def decay(dates: pd.Series, as_of: pd.Timestamp | None, half_life_days: float) -
     return np.asarray(np.exp2(-days / half_life_days), dtype=np.float64)
 
 
+def room_rates(stays: pd.DataFrame) -> pd.Series:
+    """Brand -> room revenue per night over its stays (NaN for a brand with no nights)."""
+    if stays.empty:
+        return pd.Series(dtype=np.float64)
+    per = stays.groupby("brand", observed=True)[["revenue", "nights"]].sum()
+    return per["revenue"] / per["nights"].where(per["nights"] > 0)
+
+
 def brand_levels(stays: pd.DataFrame) -> dict[str, str]:
     """Brand -> level (economy .. luxury) from its revenue per night, ranked into quarters."""
-    if stays.empty:
-        return {}
-    per = stays.groupby("brand", observed=True)[["revenue", "nights"]].sum()
-    rate = (per["revenue"] / per["nights"].where(per["nights"] > 0)).fillna(0.0).sort_values(kind="stable")
+    rate = room_rates(stays).fillna(0.0).sort_values(kind="stable")
     position = np.arange(len(rate)) * len(BRAND_LEVELS) // max(len(rate), 1)
     return {str(b): BRAND_LEVELS[int(p)] for b, p in zip(rate.index, position, strict=True)}
 

@@ -15,26 +15,25 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from recsys.features import lookup, positions, property_attribute
+from recsys.features import lookup, positions, property_attribute, room_rates
+from recsys.tiers import Tier
 
 PRIOR_NIGHTS = 3.0  # nights of the tier's mean level each member's own level is shrunk towards
-N_TIERS = 5
+N_TIERS = len(Tier)
 
 FloatArray = npt.NDArray[np.float64]
 
 
 def brand_prices(stays: pd.DataFrame) -> dict[str, float]:
     """Brand -> standardised log room revenue per night (brands without paid nights are left out)."""
-    if stays.empty:
+    rate = room_rates(stays)
+    rate = rate.loc[rate > 0]  # NaN (no nights) compares false
+    if rate.empty:
         return {}
-    per = stays.groupby("brand", observed=True)[["revenue", "nights"]].sum()
-    per = per.loc[(per["revenue"] > 0) & (per["nights"] > 0)]
-    if per.empty:
-        return {}
-    log_rate = np.log(per["revenue"].to_numpy(np.float64) / per["nights"].to_numpy(np.float64))
+    log_rate = np.log(rate.to_numpy(np.float64))
     spread = log_rate.std()
     z = (log_rate - log_rate.mean()) / spread if spread > 0 else np.zeros_like(log_rate)
-    return {str(b): float(v) for b, v in zip(per.index, z, strict=True)}
+    return {str(b): float(v) for b, v in zip(rate.index, z, strict=True)}
 
 
 def property_brands(stays: pd.DataFrame) -> dict[str, str]:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlflow import MlflowClient
 
 from models.families import create, recorded_params
+from recsys.dataset import LoyaltyData
 from recsys.errors import ModelError
-from recsys.interactions import InteractionWeights
+from recsys.interactions import InteractionWeights, build_training_set
 from recsys.settings import Settings
 from training import tracking
 from training.evaluate import evaluate
@@ -52,6 +53,25 @@ def score_version(
     model = create(family, **params).fit(holdout.train)
     report = evaluate(model, holdout.train, holdout.relevant, k=k, exclude=holdout.ineligible)
     return report.overall.ndcg
+
+
+def holdouts(data_dir: Path, data: LoyaltyData, holdout_days: int) -> Callable[[InteractionWeights], Holdout]:
+    """The holdout with its training side built for given interaction weights. The cut, the responses
+    scored and the mask are the same for all (they do not depend on the weights), so they are built once,
+    with the first weights asked for; each further set of weights builds only its training side."""
+    built: dict[InteractionWeights, Holdout] = {}
+
+    def holdout_for(weights: InteractionWeights) -> Holdout:
+        if weights not in built:
+            if not built:
+                built[weights] = build_holdout(data_dir, data, weights, holdout_days)
+            else:
+                first = next(iter(built.values()))
+                train, _ = build_training_set(data, until=first.cut, weights=weights)
+                built[weights] = replace(first, train=train)
+        return built[weights]
+
+    return holdout_for
 
 
 def _history(client: MlflowClient, name: str) -> list[str]:
@@ -89,14 +109,7 @@ def promote(
     if current_version == challenger:
         return PromoteResult(challenger, current_version, float("nan"), None, False, "already the champion")
 
-    data = load_history(data_dir, settings, echo)
-    built: dict[InteractionWeights, Holdout] = {}
-
-    def holdout_for(weights: InteractionWeights) -> Holdout:  # same cut and responses; features as trained
-        if weights not in built:
-            built[weights] = build_holdout(data_dir, data, weights, holdout_days)
-        return built[weights]
-
+    holdout_for = holdouts(data_dir, load_history(data_dir, settings, echo), holdout_days)
     challenger_score = score_version(client, name, challenger, holdout_for, k)
     champion_score = score_version(client, name, current_version, holdout_for, k) if current_version else None
     echo(f"challenger version {challenger}: nDCG@{k} {challenger_score:.4f}")

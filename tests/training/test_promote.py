@@ -8,11 +8,11 @@ import pytest
 from mlflow import MlflowClient
 
 from recsys.errors import ModelError
-from recsys.interactions import InteractionWeights
+from recsys.interactions import InteractionWeights, build_training_set
 from recsys.settings import Settings
 from training import tracking
-from training.promote import promote, rollback_champion, score_version
-from training.train import Holdout, build_holdout, load_history, run_training
+from training.promote import holdouts, promote, rollback_champion, score_version
+from training.train import Holdout, load_history, run_training
 
 
 def _champion(settings: Settings) -> str:
@@ -59,10 +59,11 @@ def test_promote_refits_each_version_on_features_built_as_it_was_trained(sample:
     client = MlflowClient(settings.tracking_uri)
     data = load_history(sample, settings, lambda _: None)
     asked: list[InteractionWeights] = []
+    built = holdouts(sample, data, 28)
 
     def holdout_for(wanted: InteractionWeights) -> Holdout:
         asked.append(wanted)
-        return build_holdout(sample, data, wanted, 28)
+        return built(wanted)
 
     assert score_version(client, settings.model_name, version, holdout_for, 10) > 0
     assert asked == [weights]
@@ -71,3 +72,21 @@ def test_promote_refits_each_version_on_features_built_as_it_was_trained(sample:
     client.delete_model_version_tag(settings.model_name, version, tracking.WEIGHTS_TAG)
     score_version(client, settings.model_name, version, holdout_for, 10)
     assert asked[-1] == InteractionWeights(stay_weighting="nights", city_half_life_days=90.0)
+
+
+def test_holdouts_share_the_cut_responses_and_mask_and_build_a_training_side_per_weights(
+    sample: Path, settings: Settings
+) -> None:
+    data = load_history(sample, settings, lambda _: None)
+    holdout_for = holdouts(sample, data, 28)
+    now, before = holdout_for(InteractionWeights()), holdout_for(InteractionWeights.as_recorded(None))
+    assert holdout_for(InteractionWeights()) is now  # built once per weights
+    assert before.cut == now.cut and before.relevant is now.relevant and before.ineligible is now.ineligible
+    alone, _ = build_training_set(data, until=now.cut, weights=InteractionWeights.as_recorded(None))
+    assert before.train.member_feature_names == alone.member_feature_names
+    assert before.train.member_features is not None and alone.member_features is not None
+    assert abs(before.train.member_features - alone.member_features).max() == 0
+    assert now.train.member_features is not None
+    assert now.train.member_features.shape != alone.member_features.shape or (
+        abs(now.train.member_features - alone.member_features).max() > 0
+    )  # stays by visits on the city clock, against nights on the 90-day one
