@@ -1,5 +1,6 @@
 """One honest offline evaluation of a fitted model: headline metrics plus the breakdowns that matter
-here (tier, cold vs warm members, cold offers), score distributions, and the gap to an oracle.
+here (tier, cold vs warm members, cold offers), score distributions, and the gap to an oracle
+with its standard error.
 
 Scores are computed from the exported embeddings exactly as ``Recommender.recommend`` and serving
 do (``member @ offer + biases``), in batches, so what is measured is what would be served. Only
@@ -28,6 +29,7 @@ from training.metrics import (
     hit_matrix,
     item_self_information,
     novelty_per_user,
+    ratio_of_means,
     summarise,
     user_metrics,
 )
@@ -88,6 +90,9 @@ class EvaluationReport:
     n_evaluated: int
     oracle: RankingMetrics | None = None
     oracle_curve: dict[str, FloatArray] | None = field(default=None)
+    # standard error of ndcg_to_oracle over the evaluated members: with a thousand of them it is a few
+    # hundredths, so a ratio is only known to about twice that either way
+    ndcg_to_oracle_se: float = math.nan
 
     @property
     def ndcg_to_oracle(self) -> float:
@@ -109,6 +114,7 @@ class EvaluationReport:
         if self.oracle is not None:
             out |= {f"oracle_{key}": value for key, value in self.oracle.as_dict().items()}
             out["ndcg_to_oracle"] = self.ndcg_to_oracle
+            out["ndcg_to_oracle_se"] = self.ndcg_to_oracle_se
         out |= self.scores.summary()
         out["n_members"] = float(self.n_members)
         out["n_evaluated"] = float(self.n_evaluated)
@@ -270,6 +276,7 @@ def evaluate(
         raise ValueError(f"cold_offers must have one flag per offer ({n_offers}), got {cold.shape}")
 
     oracle = oracle_curve = None
+    oracle_se = math.nan
     if oracle_scores is not None:
         truth = np.asarray(oracle_scores, dtype=np.float64)
 
@@ -277,8 +284,10 @@ def evaluate(
             return truth[members[rows]]
 
         oracle_ranking = _rank(oracle_rows, local, rel_eval, exc_eval, k_max, n_offers, batch_size, seed)
-        oracle = report_of(oracle_ranking)[1]
+        oracle_per_user, oracle, _ = report_of(oracle_ranking)
         oracle_curve = _curve(oracle_ranking.top_ids, rel_eval)
+        evaluable = per_user.evaluable
+        oracle_se = ratio_of_means(per_user.ndcg[evaluable], oracle_per_user.ndcg[evaluable])[1]
 
     return EvaluationReport(
         k=k,
@@ -293,4 +302,5 @@ def evaluate(
         n_evaluated=len(members),
         oracle=oracle,
         oracle_curve=oracle_curve,
+        ndcg_to_oracle_se=oracle_se,
     )

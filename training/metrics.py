@@ -253,6 +253,21 @@ def ranking_metrics(
     )
 
 
+def ratio_of_means(numerator: FloatArray, denominator: FloatArray) -> tuple[float, float]:
+    """``mean(numerator) / mean(denominator)`` over the same users (paired) and its standard error by the
+    delta method: ``std(numerator - ratio * denominator) / (sqrt(n) * mean(denominator))``. NaN where the
+    denominator's mean is not positive; an infinite error with fewer than two users."""
+    a, b = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"numerator {a.shape} and denominator {b.shape} must pair the same users")
+    if not len(b) or not b.mean() > 0:
+        return math.nan, math.nan
+    ratio = float(a.mean() / b.mean())
+    if len(b) < 2:
+        return ratio, math.inf
+    return ratio, float((a - ratio * b).std(ddof=1) / (math.sqrt(len(b)) * b.mean()))
+
+
 def precision_at_k(top_ids: npt.NDArray[np.integer], relevant: sp.csr_matrix, k: int) -> float:
     return ranking_metrics(top_ids, relevant, k=k).precision
 

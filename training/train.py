@@ -383,4 +383,7 @@ def _echo_table(echo: Callable[[str], None], family: str, reports: dict[str, Eva
         echo(f"{name:<14}" + "".join(f"{values.get(key, float('nan')):>16.4f}" for key in keys))
     if oracle is not None:
         for name, report in reports.items():
-            echo(f"{name} reaches {report.ndcg_to_oracle:.3f} of the oracle's nDCG@{k}")
+            echo(
+                f"{name} reaches {report.ndcg_to_oracle:.3f} of the oracle's nDCG@{k}"
+                f" (± {report.ndcg_to_oracle_se:.3f} standard error over {report.n_evaluated} members)"
+            )

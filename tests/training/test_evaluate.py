@@ -12,7 +12,7 @@ from matplotlib.image import imread
 
 from models.base import Embeddings, Recommender, TrainingSet
 from training.evaluate import CURVE_MAX_K, evaluate
-from training.metrics import ranking_metrics
+from training.metrics import ranking_metrics, ratio_of_means, user_metrics
 from training.plots import write_plots
 
 
@@ -102,6 +102,16 @@ def test_oracle_ranks_best_and_the_ratio_is_reported() -> None:
     oracle_itself = FixedModel(w["truth"], np.eye(w["train"].n_offers))
     best = evaluate(oracle_itself, w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"])
     assert best.ndcg_to_oracle == pytest.approx(1.0)
+    assert best.ndcg_to_oracle_se == pytest.approx(0.0)
+    # the error is the delta-method one over the members evaluated, paired with the oracle's ranking
+    assert 0.0 < good.ndcg_to_oracle_se < 0.2
+    members = np.flatnonzero(np.diff(w["relevant"].indptr) > 0)
+    ids, _ = w["good"].recommend(members, k=10, exclude=w["exclude"])
+    truth = np.where(w["exclude"].toarray().astype(bool), -np.inf, w["truth"])[members]
+    oracle_ids = np.argsort(-truth, axis=1, kind="stable")[:, :10]
+    rel = w["relevant"][members]
+    expected = ratio_of_means(user_metrics(ids, rel, 10).ndcg, user_metrics(oracle_ids, rel, 10).ndcg)
+    assert (good.ndcg_to_oracle, good.ndcg_to_oracle_se) == pytest.approx(expected)
 
 
 def test_breakdowns_are_means_over_their_segments() -> None:
@@ -144,6 +154,7 @@ def test_flat_dict_names_and_determinism() -> None:
         "cold_offers_recall_at_10",
         "oracle_ndcg_at_10",
         "ndcg_to_oracle",
+        "ndcg_to_oracle_se",
         "score_relevant_mean",
     ):
         assert key in a

@@ -17,6 +17,7 @@ from training.metrics import (
     ndcg_at_k,
     precision_at_k,
     ranking_metrics,
+    ratio_of_means,
     recall_at_k,
 )
 
@@ -159,3 +160,23 @@ def test_no_evaluable_users_gives_nan() -> None:
     m = ranking_metrics(np.array([[0, 1]]), _relevant([[]], 2), k=2)
     assert m.n_users == 0
     assert math.isnan(m.ndcg)
+
+
+def test_ratio_of_means_error_agrees_with_a_paired_bootstrap() -> None:
+    rng = np.random.default_rng(3)
+    oracle = rng.random(800)
+    model = np.clip(0.8 * oracle + 0.2 * rng.standard_normal(800), 0.0, None)
+    ratio, se = ratio_of_means(model, oracle)
+    assert ratio == pytest.approx(model.mean() / oracle.mean())
+    draws = rng.integers(0, 800, (2000, 800))
+    boot = model[draws].mean(axis=1) / oracle[draws].mean(axis=1)
+    assert se == pytest.approx(boot.std(), rel=0.1)
+    # the same ranking as the oracle's: no uncertainty in the ratio
+    assert ratio_of_means(oracle, oracle) == (pytest.approx(1.0), pytest.approx(0.0))
+
+
+def test_ratio_of_means_edge_cases() -> None:
+    assert all(math.isnan(v) for v in ratio_of_means(np.ones(3), np.zeros(3)))
+    assert ratio_of_means(np.array([0.5]), np.array([1.0])) == (0.5, math.inf)
+    with pytest.raises(ValueError, match="pair the same users"):
+        ratio_of_means(np.ones(3), np.ones(4))
