@@ -111,6 +111,12 @@ class Recommender(ABC):
     @abstractmethod
     def fit(self, data: TrainingSet, *, show_progress: bool = False) -> Self: ...
 
+    @classmethod
+    def idle_params(cls, data: TrainingSet) -> frozenset[str]:
+        """Parameters that cannot change a fit on ``data``, because what they act on (side features,
+        exposure, price levels) is absent; tuning leaves them out rather than spend trials on them."""
+        return frozenset()
+
     @abstractmethod
     def member_embeddings(
         self,

@@ -140,6 +140,19 @@ class LightFMHybrid(Recommender):
         self._response: tuple[IntArray, FloatArray] = _no_response()
         self._level: tuple[IntArray, FloatArray, FloatArray] = _no_level()
 
+    @classmethod
+    def idle_params(cls, data: TrainingSet) -> frozenset[str]:
+        """Matching needs named side features on both sides, response rates exposure and named offer
+        features, the price-level fit member and brand levels (a bare interactions file has none)."""
+        idle: set[str] = set()
+        if not (data.member_feature_names and data.offer_feature_names):
+            idle |= {name for name in cls.defaults if name.startswith(MATCH_PARAM)}
+        if data.shown is None or data.responded is None or not data.offer_feature_names:
+            idle |= {name for name in cls.defaults if name.startswith(RESPONSE_PARAM)}
+        if data.member_price_levels is None or not data.feature_price_levels:
+            idle.add(LEVEL_PARAM)
+        return frozenset(idle)
+
     def _lightfm(self) -> LightFM:
         return LightFM(
             no_components=int(self.params["no_components"]),

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from optuna.distributions import BaseDistribution
 
 from models.base import TrainingSet
-from models.families import ParamRange, create, default_params, search_space
+from models.families import ParamRange, create, default_params, family_class, search_space
 from recsys.errors import ModelError
 from training.metrics import ranking_metrics, user_metrics
 from training.split import holdout_folds
@@ -185,7 +185,9 @@ def tune(
     min_gain_se: float = 1.0,
     n_confirm: int = 3,
 ) -> TuneResult:
-    """TPE search over ``models.families.search_space(family)`` scored on a training-only holdout.
+    """TPE search over ``models.families.search_space(family)``, less the parameters that cannot act on
+    ``train`` (``Recommender.idle_params``: a bare interactions file has no features for LightFM's
+    matching, say), scored on a training-only holdout.
 
     At most ``n_trials`` trials (the defaults first); no new trial starts after ``timeout_s``.
     Without ``validation`` the search scores fold 0 of a per-member holdout of ``train`` and confirms
@@ -201,6 +203,8 @@ def tune(
     """
     defaults = dict(default_params(family))
     ranges = space_of(family) if space is None else {name: _distribution(name, spec) for name, spec in space.items()}
+    idle = family_class(family).idle_params(train)
+    ranges = {name: dist for name, dist in ranges.items() if name not in idle}
     metric = f"ndcg_at_{k}"
     if n_trials <= 0 or not ranges:
         return TuneResult(family, defaults, math.nan, [], metric)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from models.base import TrainingSet
 from models.families import create, load
-from models.lightfm_hybrid import match_columns
+from models.lightfm_hybrid import LightFMHybrid, match_columns
 from models.response_rates import response_rates
 from recsys.errors import ModelError
 
@@ -218,3 +218,16 @@ def test_price_levels_that_do_not_line_up_with_the_members_are_a_model_error() -
     data = dataclasses.replace(_priced(), member_price_levels=np.zeros(2))
     with pytest.raises(ModelError, match="member price levels"):
         create("lightfm", **PARAMS, level_fit=1.5).fit(data)
+
+
+def test_parameters_are_idle_without_what_they_act_on() -> None:
+    extras = {"match_city", "match_partner", "match_brand_level", "response_category", "level_fit"}
+    bare = dataclasses.replace(
+        _training(), member_features=None, offer_features=None, member_feature_names=(), offer_feature_names=()
+    )
+    assert LightFMHybrid.idle_params(bare) == extras  # an interactions file: LightFM's own parameters only
+    assert LightFMHybrid.idle_params(_training()) == {"response_category", "level_fit"}
+    assert LightFMHybrid.idle_params(_exposed()) == {"level_fit"}
+    everything = dataclasses.replace(_priced(), shown=_exposed().shown, responded=_exposed().responded)
+    assert LightFMHybrid.idle_params(everything) == set()
+    assert create("als").idle_params(bare) == set()

@@ -109,6 +109,14 @@ def test_a_given_space_replaces_the_familys_ranges() -> None:
     assert result.best_params["factors"] in (8, 16, 24)
 
 
+def test_parameters_that_cannot_act_on_the_data_are_not_searched() -> None:
+    seen: list[TrialResult] = []
+    tune("lightfm", _clustered(), n_trials=2, seed=0, on_trial=seen.append, min_gain_se=0.0)
+    # a bare interactions file has no side features, exposure or price levels
+    plain = set(search_space("lightfm")) - {"match_city", "match_partner", "response_category", "level_fit"}
+    assert [set(t.params) for t in seen] == [plain, plain]
+
+
 BPR_RATE = {"learning_rate": ParamRange("float", 0.01, 0.3, log=True)}
 
 
