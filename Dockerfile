@@ -5,14 +5,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 \
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# lightfm 1.17 builds only without build isolation, with numpy, scipy and setuptools < 70 present;
-# without -march=native (LIGHTFM_NO_CFLAGS), so it computes the same on every CPU, and with
-# -ffast-math on the compiler only, never the linker (see the Makefile).
-RUN pip install "setuptools==65.5.0" "wheel==0.48.0" "numpy==2.4.6" "scipy==1.17.1" \
-    && LIGHTFM_NO_CFLAGS=1 \
-       CC="$(python -c 'import sysconfig; print(sysconfig.get_config_var("CC"))') -ffast-math" \
-       LDSHARED="$(python -c 'import sysconfig; print(sysconfig.get_config_var("LDSHARED"))')" \
-       pip install --no-build-isolation "lightfm==1.17"
+# LightFM and what its build needs, built as `make setup` builds it (the script says why so).
+COPY scripts/install-lightfm.sh /tmp/install-lightfm.sh
+RUN bash /tmp/install-lightfm.sh python && rm /tmp/install-lightfm.sh
 COPY pyproject.toml README.md ./
 COPY recsys recsys
 COPY models models

@@ -15,20 +15,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 setup: $(STAMP)
 
-# lightfm 1.17 has no wheel and its setup.py only builds without build isolation, with numpy,
-# scipy and a setuptools older than 70 already present; everything else comes from pyproject.toml.
-# Its setup.py also adds -march=native, so a build computes differently on another CPU (with or
-# without AVX-512) and the same seed and data would give other metrics on another machine:
-# LIGHTFM_NO_CFLAGS drops that, and --no-cache-dir stops pip from reusing a wheel built with other
-# flags. -ffast-math is kept for speed, on the compiler (CC) only: on the link line (CFLAGS would put
-# it there) it adds crtfastmath.o, which turns on flush-to-zero for the whole process at import.
-SYSCONFIG = $$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("$(1)"))')
-LIGHTFM_BUILD = LIGHTFM_NO_CFLAGS=1 CC="$(call SYSCONFIG,CC) -ffast-math" LDSHARED="$(call SYSCONFIG,LDSHARED)"
-$(STAMP): pyproject.toml
+# LightFM is built by scripts/install-lightfm.sh (the Dockerfile uses it too), which says why so.
+$(STAMP): pyproject.toml scripts/install-lightfm.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "setuptools==65.5.0" "wheel==0.48.0" "numpy==2.4.6" "scipy==1.17.1"
-	$(LIGHTFM_BUILD) $(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-cache-dir \
-		--force-reinstall --no-deps "lightfm==1.17"
+	bash scripts/install-lightfm.sh $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[dev]"
 	@touch $(STAMP)
 
