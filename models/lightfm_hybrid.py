@@ -102,6 +102,22 @@ def match_columns(
     )
 
 
+def _can_match(data: TrainingSet) -> bool:
+    """Matching needs side features, with their names, on both sides."""
+    sides = (data.member_features, data.offer_features)
+    return all(f is not None for f in sides) and bool(data.member_feature_names and data.offer_feature_names)
+
+
+def _has_exposure(data: TrainingSet) -> bool:
+    """Response rates need what each member was shown and took up, and named offer features to group by."""
+    return data.shown is not None and data.responded is not None and bool(data.offer_feature_names)
+
+
+def _has_price_levels(data: TrainingSet) -> bool:
+    """The price-level fit needs members' levels and the levels of priced offer features."""
+    return data.member_price_levels is not None and bool(data.feature_price_levels)
+
+
 def _informed(features: sp.csr_matrix, learned: BoolArray) -> BoolArray:
     """Rows holding at least one trained feature."""
     return np.asarray((features != 0).astype(np.float32) @ learned.astype(np.float32) > 0).ravel()
@@ -142,14 +158,14 @@ class LightFMHybrid(Recommender):
 
     @classmethod
     def idle_params(cls, data: TrainingSet) -> frozenset[str]:
-        """Matching needs named side features on both sides, response rates exposure and named offer
-        features, the price-level fit member and brand levels (a bare interactions file has none)."""
+        """The matching, response-rate and price-level weights, where what they act on is missing (as in a
+        bare interactions file): the same tests ``fit`` makes before adding their dimensions."""
         idle: set[str] = set()
-        if not (data.member_feature_names and data.offer_feature_names):
+        if not _can_match(data):
             idle |= {name for name in cls.defaults if name.startswith(MATCH_PARAM)}
-        if data.shown is None or data.responded is None or not data.offer_feature_names:
+        if not _has_exposure(data):
             idle |= {name for name in cls.defaults if name.startswith(RESPONSE_PARAM)}
-        if data.member_price_levels is None or not data.feature_price_levels:
+        if not _has_price_levels(data):
             idle.add(LEVEL_PARAM)
         return frozenset(idle)
 
@@ -200,7 +216,7 @@ class LightFMHybrid(Recommender):
         self._member_learned = _learned(member_features, has_positive(data.interactions, axis=1))
         self._offer_learned = _learned(offer_features, has_positive(data.interactions, axis=0))
         self._match = _no_match()
-        if data.member_features is not None and data.offer_features is not None:
+        if _can_match(data):
             self._match = match_columns(
                 data.member_feature_names, data.offer_feature_names, self._group_weights(MATCH_PARAM)
             )
@@ -211,7 +227,7 @@ class LightFMHybrid(Recommender):
     def _level_dims(self, data: TrainingSet, offer_features: sp.csr_matrix) -> tuple[IntArray, FloatArray, FloatArray]:
         """(offer columns with a price level, their (level, level^2, 1) rows, members x 3 member side)."""
         weight = float(self.params[LEVEL_PARAM])
-        if weight <= 0 or data.member_price_levels is None:
+        if weight <= 0 or not _has_price_levels(data):
             return _no_level()
         member = np.asarray(data.member_price_levels, dtype=np.float64)
         if member.shape != (data.n_members,):
@@ -230,7 +246,7 @@ class LightFMHybrid(Recommender):
 
     def _response_dims(self, data: TrainingSet, offer_features: sp.csr_matrix) -> tuple[IntArray, FloatArray]:
         """(offer columns, members x columns member side) of the response-rate dimensions."""
-        if data.shown is None or data.responded is None or not data.offer_feature_names:
+        if not _has_exposure(data):
             return _no_response()
         groups = {group: w for group, w in self._group_weights(RESPONSE_PARAM).items() if w > 0}
         cols, weights = _valued_columns(
