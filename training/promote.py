@@ -62,14 +62,16 @@ def holdouts(data_dir: Path, data: LoyaltyData, holdout_days: int) -> Callable[[
     built: dict[InteractionWeights, Holdout] = {}
 
     def holdout_for(weights: InteractionWeights) -> Holdout:
-        if weights not in built:
-            if not built:
-                built[weights] = build_holdout(data_dir, data, weights, holdout_days)
-            else:
-                first = next(iter(built.values()))
-                train, _ = build_training_set(data, until=first.cut, weights=weights)
-                built[weights] = replace(first, train=train)
-        return built[weights]
+        if weights in built:
+            return built[weights]
+        if built:
+            first = next(iter(built.values()))
+            train, _ = build_training_set(data, until=first.cut, weights=weights)
+            holdout = replace(first, train=train)
+        else:
+            holdout = build_holdout(data_dir, data, weights, holdout_days)
+        built[weights] = holdout
+        return holdout
 
     return holdout_for
 
