@@ -24,6 +24,35 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterExcep
 """What a Redis call may raise: cluster-only errors (no reachable node, a slot not covered, a MULTI
 across slots) derive from ``RedisClusterException``, which is not a ``RedisError``; catch both."""
 
+_CLOSED_TRANSPORT = "the handler is closed"  # uvloop's RuntimeError on writing to a transport it closed
+_GUARDED: dict[type[aredis.connection.AbstractConnection], type[aredis.connection.AbstractConnection]] = {}
+
+
+def _closed_transport_is_a_connection_error(
+    connection_class: type[aredis.connection.AbstractConnection],
+) -> type[aredis.connection.AbstractConnection]:
+    """``connection_class`` whose writes to a socket the event loop already closed raise redis-py's
+    ``ConnectionError``. Under uvloop (what ``offers serve`` runs on) a Redis going away can close the
+    transport between redis-py's connect and its first write (the handshake), and uvloop then raises a
+    bare ``RuntimeError``, which redis-py passes on as it is: its retry would not reconnect, and the
+    request would fail with a 500 instead of being answered degraded. As a ``ConnectionError`` it is
+    retried on a fresh connection and, failing that, reaches the same handling as any lost Redis."""
+    if connection_class in _GUARDED:
+        return _GUARDED[connection_class]
+
+    class Guarded(connection_class):  # type: ignore[valid-type,misc]
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            try:
+                await super().send_packed_command(command, check_health)
+            except RuntimeError as exc:  # redis-py has disconnected it already
+                if _CLOSED_TRANSPORT not in str(exc):
+                    raise
+                raise redis.ConnectionError(f"the connection to Redis closed while writing: {exc}") from exc
+
+    Guarded.__name__ = Guarded.__qualname__ = connection_class.__name__
+    _GUARDED[connection_class] = Guarded
+    return Guarded
+
 
 @dataclass
 class RedisEndpoint:
@@ -50,7 +79,10 @@ class RedisEndpoint:
             return aredis.RedisCluster.from_url(self.url, **limits)  # type: ignore[return-value]
         if limits:
             limits["retry"] = AsyncRetry(NoBackoff(), 1)
-        return aredis.Redis.from_url(self.url, max_connections=256, **limits)
+        client = aredis.Redis.from_url(self.url, max_connections=256, **limits)
+        pool = client.connection_pool  # the URL's scheme chose the class (TCP, TLS or Unix socket)
+        pool.connection_class = _closed_transport_is_a_connection_error(pool.connection_class)
+        return client
 
     async def aconnect(self) -> aredis.Redis:
         """``async_client`` ready on the running event loop. A cluster client loads its slot map here:
