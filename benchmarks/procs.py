@@ -55,6 +55,21 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional resident memory of one process (Pss: a page shared with N processes counts 1/N), so
+    the sum over a parent and the workers it forked counts the pages they share once; VmRSS where the
+    kernel has no ``smaps_rollup``; 0 if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        return rss_bytes(pid)
+    except OSError:
+        return 0
+    return rss_bytes(pid)
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (a job's worker processes, theirs ...)."""
     found, todo = [], [pid]
@@ -112,7 +127,9 @@ def run_job(command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd
 
     The peak is the child's VmHWM, polled until it exits (``wait4``'s ru_maxrss would not do: Linux
     carries the spawning process's high-water mark across exec into the child's), or, for a job that
-    starts worker processes, the most its whole process tree held at once, if that is more."""
+    starts worker processes, the most its whole process tree held at once, if that is more: the sum of
+    their proportional set sizes, since forked workers share their parent's pages (the libraries it
+    imported, the data it read) and a sum of resident sizes would count those pages once per process."""
     started = time.perf_counter()
     peak = 0
     with tempfile.TemporaryFile() as out:
@@ -122,7 +139,7 @@ def run_job(command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd
             if polls % TREE_EVERY == 0:
                 tree = descendants(process.pid)
                 if tree:
-                    peak = max(peak, rss_bytes(process.pid) + sum(rss_bytes(p) for p in tree))
+                    peak = max(peak, sum(pss_bytes(p) for p in [process.pid, *tree]))
             pid, status = os.waitpid(process.pid, os.WNOHANG)
             if pid:
                 break

@@ -39,3 +39,18 @@ def test_the_peak_counts_the_job_s_worker_processes() -> None:
     )
     run = run_job(_python(code))
     assert run.peak_bytes >= 400 * MB  # two workers of 200 MB at once; the job's own process stays small
+
+
+def test_pages_forked_workers_share_with_their_parent_count_once() -> None:
+    code = (
+        "import multiprocessing as mp, time\n"
+        "def idle(_):\n"
+        "    time.sleep(1.5)\n"
+        "if __name__ == '__main__':\n"
+        "    b = bytearray(300_000_000); b[::4096] = b'x' * len(b[::4096])\n"
+        "    ps = [mp.get_context('fork').Process(target=idle, args=(i,)) for i in range(2)]\n"
+        "    [p.start() for p in ps]; [p.join() for p in ps]\n"
+    )
+    run = run_job(_python(code))
+    # three processes map the parent's 300 MB; summed resident sizes would read about 900 MB
+    assert 300 * MB <= run.peak_bytes < 500 * MB
