@@ -44,30 +44,29 @@ def wait_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout
     raise ConfigurationError(f"nothing listens on port {port} after {timeout:.0f} s")
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of one process (VmRSS), 0 if it is gone."""
+def _proc_bytes(pid: int, file: str, field: str) -> int | None:
+    """A memory figure of one process from ``/proc/<pid>/<file>`` (kB there), None where the process,
+    the file or the field is missing."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
-        return 0
-    return 0
+        return None
+    return None
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (VmRSS), 0 if it is gone."""
+    return _proc_bytes(pid, "status", "VmRSS") or 0
 
 
 def pss_bytes(pid: int) -> int:
     """Proportional resident memory of one process (Pss: a page shared with N processes counts 1/N), so
     the sum over a parent and the workers it forked counts the pages they share once; VmRSS where the
     kernel has no ``smaps_rollup``; 0 if the process is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except FileNotFoundError:
-        return rss_bytes(pid)
-    except OSError:
-        return 0
-    return rss_bytes(pid)
+    pss = _proc_bytes(pid, "smaps_rollup", "Pss")
+    return pss if pss is not None else rss_bytes(pid)
 
 
 def descendants(pid: int) -> list[int]:
@@ -113,13 +112,7 @@ class JobRun:
 
 def peak_rss_bytes(pid: int) -> int:
     """High-water mark of one process's resident memory since its exec (VmHWM), 0 if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    return 0
+    return _proc_bytes(pid, "status", "VmHWM") or 0
 
 
 def run_job(command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> JobRun:
