@@ -19,6 +19,7 @@ from datetime import date, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from models.base import top_k
 from recsys.cache import MemberRecord
 from recsys.catalogue import Catalogue
 from recsys.profiles import MemberProfile
@@ -149,12 +150,8 @@ _NO_SCORES = np.empty(0, dtype=np.float64)
 
 
 def _top(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.intp]:
-    """Positions of the ``k`` largest scores, best first."""
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.empty(0, dtype=np.intp)
-    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    return part[np.argsort(-scores[part], kind="stable")]
+    """Positions of the ``k`` largest scores, best first, ties to the lowest position (``top_k``)."""
+    return top_k(scores[None, :], k)[0][0]
 
 
 def _reasons(picked: list[Pick], record: MemberRecord, c: Catalogue, day: int) -> list[tuple[str, ...]]:
