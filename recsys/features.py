@@ -275,9 +275,9 @@ def fit_features(
         price_edges=_edges(pd.to_numeric(data.offers["points_cost"], errors="coerce").fillna(0.0).to_numpy(np.float64)),
     )
     m_groups = behaviour.groups + _band_groups(behaviour, draft)
-    o_groups = offer_groups(data.offers, draft)
-    m_built = [_group_matrix(g, len(data.members)) for g in m_groups]
-    o_built = [_group_matrix(g, len(data.offers)) for g in o_groups]
+    del behaviour  # m_groups holds its groups now, and _built lets each go once its matrix is built
+    m_built = _built(m_groups, len(data.members))
+    o_built = _built(offer_groups(data.offers, draft), len(data.offers))
     space = replace(draft, member_side=_vocabulary(m_built), offer_side=_vocabulary(o_built))
     members = _stack(
         m_built, len(data.members), space._member_side_index, space._member_id_index, data.members["member_id"]
@@ -574,6 +574,17 @@ def _tier_labels(tiers: pd.Series) -> npt.NDArray[Any]:
     return np.array([Tier.parse(str(t)).label for t in tiers], dtype=object)
 
 
+def _built(groups: list[_Group], n_rows: int) -> list[tuple[sp.csr_matrix, list[str]]]:
+    """Each group's matrix, in order. Empties ``groups`` as it goes, so that each group's entry arrays
+    (millions of rows for stays, meals and partner activity) are freed once their matrix exists rather
+    than all held until the last is built."""
+    groups.reverse()
+    built = []
+    while groups:
+        built.append(_group_matrix(groups.pop(), n_rows))
+    return built
+
+
 def _group_matrix(group: _Group, n_rows: int) -> tuple[sp.csr_matrix, list[str]]:
     """The group as rows x its own values, duplicates summed, top-n kept, each row summing to one."""
     codes, uniques = pd.factorize(group.values, sort=True)  # missing values get code -1
@@ -650,5 +661,4 @@ def _stack(
 
 
 def _assemble(groups: list[_Group], *, n_rows: int, side: pd.Index, ids: pd.Index, row_ids: pd.Series) -> sp.csr_matrix:
-    built = [_group_matrix(g, n_rows) for g in groups]
-    return _stack(built, n_rows, side, ids, row_ids)
+    return _stack(_built(groups, n_rows), n_rows, side, ids, row_ids)

@@ -116,8 +116,6 @@ def build_training_set(
     offer_index = pd.Index(data.offers["offer_id"])
     if not (member_index.is_unique and offer_index.is_unique):
         raise DataError("member and offer ids must be unique to build a training set")
-    read = evidence(events, member_index, offer_index, weights, until=cutoff_utc, as_of=as_of)
-
     if space is None:
         space, member_features, offer_features = fit_features(
             data,
@@ -140,6 +138,8 @@ def build_training_set(
             as_of=as_of,
         )
         offer_features = space.encode_offers(data.offers)
+    # after the features: their build is this function's peak, and the evidence need not be held through it
+    read = evidence(events, member_index, offer_index, weights, until=cutoff_utc, as_of=as_of)
 
     stays = before(data.stays, "check_in", cutoff_utc)
     prices = brand_prices(stays)
