@@ -578,10 +578,9 @@ def _built(groups: list[_Group], n_rows: int) -> list[tuple[sp.csr_matrix, list[
     """Each group's matrix, in order. Empties ``groups`` as it goes, so that each group's entry arrays
     (millions of rows for stays, meals and partner activity) are freed once their matrix exists rather
     than all held until the last is built."""
-    groups.reverse()
     built = []
     while groups:
-        built.append(_group_matrix(groups.pop(), n_rows))
+        built.append(_group_matrix(groups.pop(0), n_rows))
     return built
 
 
