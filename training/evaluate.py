@@ -1,6 +1,6 @@
 """One honest offline evaluation of a fitted model: headline metrics plus the breakdowns that matter
-here (tier, cold vs warm members, cold offers), score distributions, and the gap to an oracle
-with its standard error.
+here (tier, cold vs warm members, cold offers, and what kinds of relevant responses reach the top k),
+score distributions, and the gap to an oracle with its standard error.
 
 Scores are computed from the exported embeddings exactly as ``Recommender.recommend`` and serving
 do (``member @ offer + biases``), in batches, so what is measured is what would be served. Only
@@ -11,7 +11,7 @@ samples for the score distributions use a fixed seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +77,22 @@ class ColdOfferMetrics:
 
 
 @dataclass(frozen=True)
+class KindHits:
+    """Relevant test responses of one kind (``relevant`` of them) and the share of them that the model,
+    and the oracle where there is one, ranked in the top k. Pooled over members, so a kind that few
+    members have still counts each of its responses once."""
+
+    relevant: int
+    model: float
+    oracle: float = math.nan
+
+
+# Labels each relevant (member, offer) pair, given as indices into the training set's members and
+# offers, with the kind of response it is (an offer category, say).
+PairLabeller = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], Sequence[str]]
+
+
+@dataclass(frozen=True)
 class EvaluationReport:
     k: int
     overall: RankingMetrics
@@ -93,6 +109,8 @@ class EvaluationReport:
     # standard error of ndcg_to_oracle over the evaluated members: with a thousand of them it is a few
     # hundredths, so a ratio is only known to about twice that either way
     ndcg_to_oracle_se: float = math.nan
+    # breakdown name -> kind -> hits, one entry per labeller given to ``evaluate``
+    breakdowns: dict[str, dict[str, KindHits]] = field(default_factory=dict)
 
     @property
     def ndcg_to_oracle(self) -> float:
@@ -115,6 +133,12 @@ class EvaluationReport:
             out |= {f"oracle_{key}": value for key, value in self.oracle.as_dict().items()}
             out["ndcg_to_oracle"] = self.ndcg_to_oracle
             out["ndcg_to_oracle_se"] = self.ndcg_to_oracle_se
+        for breakdown, kinds in self.breakdowns.items():
+            for kind, hits in kinds.items():
+                name = f"top_{self.k}/{breakdown}/{kind}"
+                out[f"{name}/relevant"] = float(hits.relevant)
+                out[f"{name}/model"] = hits.model
+                out[f"{name}/oracle"] = hits.oracle
         out |= self.scores.summary()
         out["n_members"] = float(self.n_members)
         out["n_evaluated"] = float(self.n_evaluated)
@@ -221,6 +245,7 @@ def evaluate(
     exclude: sp.csr_matrix | None = None,
     oracle_scores: npt.NDArray[np.floating] | None = None,
     cold_offers: BoolArray | None = None,
+    breakdowns: Mapping[str, PairLabeller] | None = None,
     batch_size: int = 2048,
     seed: int = 0,
 ) -> EvaluationReport:
@@ -230,7 +255,9 @@ def evaluate(
     that cannot be recommended are allowed); ``exclude`` masks offers a member may not be shown
     (typically the training interactions). ``cold_offers`` defaults to offers without training
     interactions. ``oracle_scores`` (members x offers true affinity) is ranked with the same
-    exclusions to show how far the model is from the best achievable ranking.
+    exclusions to show how far the model is from the best achievable ranking. Each of ``breakdowns``
+    labels the relevant pairs with their kind; the report then gives, per kind, the share of its pairs
+    that the model and the oracle ranked in the top k, which shows where a model trails the oracle.
     """
     n_members, n_offers = train.n_members, train.n_offers
     if relevant.shape[0] != n_members or relevant.shape[1] < n_offers:
@@ -276,6 +303,7 @@ def evaluate(
         raise ValueError(f"cold_offers must have one flag per offer ({n_offers}), got {cold.shape}")
 
     oracle = oracle_curve = None
+    oracle_ranking: _Ranking | None = None
     oracle_se = math.nan
     if oracle_scores is not None:
         truth = np.asarray(oracle_scores, dtype=np.float64)
@@ -303,4 +331,45 @@ def evaluate(
         oracle=oracle,
         oracle_curve=oracle_curve,
         ndcg_to_oracle_se=oracle_se,
+        breakdowns={
+            name: _kind_hits(label, members, rel_eval, n_offers, ranking, oracle_ranking, k)
+            for name, label in (breakdowns or {}).items()
+        },
     )
+
+
+def _kind_hits(
+    label: PairLabeller,
+    members: npt.NDArray[np.int64],
+    relevant: sp.csr_matrix,
+    n_offers: int,
+    ranking: _Ranking,
+    oracle_ranking: _Ranking | None,
+    k: int,
+) -> dict[str, KindHits]:
+    """Per kind of relevant pair: how many there are and the share in each ranking's top k. Pairs
+    beyond ``n_offers`` (offers that cannot be recommended) have no kind and are left out."""
+    pairs = sp.coo_matrix(relevant[:, :n_offers])
+    rows, cols = pairs.row.astype(np.int64), pairs.col.astype(np.int64)
+    kinds = np.asarray(label(members[rows], cols), dtype=object)
+    if kinds.shape != rows.shape:
+        raise ValueError(f"a breakdown labelled {kinds.shape} pairs, expected {rows.shape}")
+
+    def in_top(top_ids: npt.NDArray[np.int64]) -> BoolArray:
+        top = top_ids[:, :k]
+        at = np.broadcast_to(np.arange(top.shape[0])[:, None], top.shape)
+        valid = top >= 0
+        shown = sp.csr_matrix((np.ones(int(valid.sum())), (at[valid], top[valid])), shape=(top.shape[0], n_offers))
+        return np.asarray(shown[rows, cols]).ravel() > 0
+
+    model_hit = in_top(ranking.top_ids)
+    oracle_hit = in_top(oracle_ranking.top_ids) if oracle_ranking is not None else None
+    out: dict[str, KindHits] = {}
+    for kind in sorted(set(kinds.tolist())):
+        mine = kinds == kind
+        out[str(kind)] = KindHits(
+            relevant=int(mine.sum()),
+            model=float(model_hit[mine].mean()),
+            oracle=float(oracle_hit[mine].mean()) if oracle_hit is not None else math.nan,
+        )
+    return out

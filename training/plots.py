@@ -5,6 +5,7 @@ reference lines. Uses matplotlib's object API on the Agg canvas (no global pyplo
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -147,14 +148,36 @@ def _plot_scores(reports: dict[str, EvaluationReport], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _plot_breakdowns(reports: dict[str, EvaluationReport], path: Path) -> Path | None:
+    """Per breakdown (offer category, favourite cities), the share of each kind of relevant response
+    that each model and the oracle ranked in the top k."""
+    first = next(iter(reports.values()))
+    if not first.breakdowns:
+        return None
+    fig = Figure(figsize=(12, 4.5 * len(first.breakdowns)))
+    for i, (breakdown, kinds) in enumerate(first.breakdowns.items()):
+        ax = fig.add_subplot(len(first.breakdowns), 1, i + 1)
+        series = {name: [r.breakdowns[breakdown][kind].model for kind in kinds] for name, r in reports.items()}
+        if first.oracle is not None:
+            series[_ORACLE] = [hits.oracle for hits in kinds.values()]
+        labels = [f"{textwrap.fill(kind, 18)}\n(n={hits.relevant})" for kind, hits in kinds.items()]
+        _grouped_bars(ax, labels, series)
+        ax.set_title(f"Relevant test responses ranked in the top {first.k}, by {breakdown}")
+        ax.set_ylabel(f"share in the top {first.k}")
+        ax.tick_params(axis="x", labelsize=8)
+    return _save(fig, path)
+
+
 def write_plots(reports: dict[str, EvaluationReport], out_dir: Path) -> list[Path]:
     """Write the comparison charts for ``reports`` (model name -> report) and return their paths."""
     if not reports:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [
+    paths = [
         _plot_metric_by_k(reports, out_dir / "metric_by_k.png"),
         _plot_by_tier(reports, out_dir / "ndcg_by_tier.png"),
         _plot_cold_warm(reports, out_dir / "cold_vs_warm.png"),
         _plot_scores(reports, out_dir / "score_distributions.png"),
+        _plot_breakdowns(reports, out_dir / "top_k_by_kind.png"),
     ]
+    return [path for path in paths if path is not None]

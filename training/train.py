@@ -3,7 +3,8 @@
 Evaluation is a time-based holdout: fit on offer responses before a cut date, score the
 clicks and redemptions after it, among offers the member could have been shown then (tier and
 validity window), beside a popularity-within-tier baseline and, on synthetic data, the oracle that
-ranks by the hidden tastes. The served model is then refit on the whole history and registered
+ranks by the hidden tastes; the held-out responses are also broken down by kind (``training.breakdowns``)
+to show where a model trails. The served model is then refit on the whole history and registered
 with its serving bundle.
 """
 
@@ -37,8 +38,9 @@ from recsys.settings import Settings
 from recsys.streaming import load_dataset_chunked
 from recsys.validation import load_dataset
 from training import tracking
+from training.breakdowns import by_category, by_favourite_city
 from training.bundle import ServingBundle
-from training.evaluate import EvaluationReport, evaluate
+from training.evaluate import EvaluationReport, PairLabeller, evaluate
 from training.plots import write_plots
 from training.tuning import TrialResult, Validation, describe_choice, describe_params, tune
 
@@ -101,15 +103,22 @@ def ineligible(data: LoyaltyData, ts: TrainingSet, start: pd.Timestamp, end: pd.
     return sp.csr_matrix(per_pair.astype(np.float32))[pair].tocsr()
 
 
-def oracle_scores(data_dir: Path, data: LoyaltyData, ts: TrainingSet) -> npt.NDArray[np.float32] | None:
-    """True affinities from the generator's hidden tastes, when the data is synthetic."""
+def ground_truth(data_dir: Path) -> pd.DataFrame | None:
+    """The generator's hidden tastes, when the data is synthetic."""
     if not (data_dir / "ground_truth").is_dir():
         return None
-    from training.generate import load_tastes, true_affinity
+    from training.generate import load_tastes
 
-    tastes = load_tastes(data_dir).set_index("member_id").loc[list(ts.member_ids)].reset_index()
+    return load_tastes(data_dir)
+
+
+def oracle_scores(tastes: pd.DataFrame, data: LoyaltyData, ts: TrainingSet) -> npt.NDArray[np.float32]:
+    """True affinities of the training set's members and offers, from the hidden tastes."""
+    from training.generate import true_affinity
+
+    members = tastes.set_index("member_id").loc[list(ts.member_ids)].reset_index()
     offers = data.offers.set_index("offer_id").loc[list(ts.offer_ids)].reset_index()
-    return np.asarray(true_affinity(tastes, offers), dtype=np.float32)
+    return np.asarray(true_affinity(members, offers), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,8 @@ class Holdout:
     relevant: sp.csr_matrix
     ineligible: sp.csr_matrix
     oracle: npt.NDArray[np.float32] | None
+    # kinds of relevant responses (offer category; on synthetic data, favourite cities named or not)
+    breakdowns: dict[str, PairLabeller] = field(default_factory=dict)
 
 
 def load_history(data_dir: Path, settings: Settings, echo: Callable[[str], None]) -> LoyaltyData:
@@ -162,13 +173,18 @@ def erased_members(settings: Settings) -> set[str]:
 def build_holdout(data_dir: Path, data: LoyaltyData, weights: InteractionWeights, holdout_days: int) -> Holdout:
     cut, end = holdout_cut(data, holdout_days)
     train_ts, _ = build_training_set(data, until=cut, weights=weights)
+    tastes = ground_truth(data_dir)
+    breakdowns = {"category": by_category(data.offers, train_ts)}
+    if tastes is not None:
+        breakdowns["city"] = by_favourite_city(tastes, data.offers, train_ts)
     return Holdout(
         cut=cut,
         end=end,
         train=train_ts,
         relevant=holdout_positives(data, since=cut, until=None),
         ineligible=ineligible(data, train_ts, cut, end),
-        oracle=oracle_scores(data_dir, data, train_ts),
+        oracle=oracle_scores(tastes, data, train_ts) if tastes is not None else None,
+        breakdowns=breakdowns,
     )
 
 
@@ -262,9 +278,12 @@ def run_training(
         started = time.perf_counter()
         model = _fit(family, params, train_ts, show_progress)
         fit_s = time.perf_counter() - started
-        reports[family] = evaluate(model, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle)
+        kinds = holdout.breakdowns
+        reports[family] = evaluate(model, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle, breakdowns=kinds)
         baseline = _fit(BASELINE, {**default_params(BASELINE), "within_tier": True}, train_ts, False)
-        reports[BASELINE] = evaluate(baseline, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle)
+        reports[BASELINE] = evaluate(
+            baseline, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle, breakdowns=kinds
+        )
         metrics = reports[family].as_flat_dict()
         base_metrics = reports[BASELINE].as_flat_dict()
         mlflow.log_metrics({**metrics, "fit_seconds": fit_s})
@@ -308,6 +327,7 @@ def run_training(
     if became_champion:
         tracking.set_champion(client, settings.model_name, version.version)
     _echo_table(echo, family, reports, k)
+    _echo_breakdowns(echo, reports, k)
     echo(f"nDCG@{k} lift over the popularity baseline: {lift:+.1%}")
     echo(
         f"Registered {settings.model_name} version {version.version} (run {run.info.run_id})"
@@ -387,3 +407,18 @@ def _echo_table(echo: Callable[[str], None], family: str, reports: dict[str, Eva
                 f"{name} reaches {report.ndcg_to_oracle:.3f} of the oracle's nDCG@{k}"
                 f" (± {report.ndcg_to_oracle_se:.3f} standard error over {report.n_evaluated} members)"
             )
+
+
+def _echo_breakdowns(echo: Callable[[str], None], reports: dict[str, EvaluationReport], k: int) -> None:
+    """Per kind of relevant response, the share each model (and the oracle) ranked in the top k."""
+    first = next(iter(reports.values()))
+    has_oracle = first.oracle is not None
+    names = list(reports) + (["oracle"] if has_oracle else [])
+    for breakdown, kinds in first.breakdowns.items():
+        width = max(len(kind) for kind in kinds) if kinds else 0
+        echo(f"Share of the relevant responses in the top {k}, by {breakdown}:")
+        echo(f"  {'':<{width}}{'relevant':>10}" + "".join(f"{name:>12}" for name in names))
+        for kind, hits in kinds.items():
+            shares = [report.breakdowns[breakdown][kind].model for report in reports.values()]
+            shares += [hits.oracle] if has_oracle else []
+            echo(f"  {kind:<{width}}{hits.relevant:>10}" + "".join(f"{share:>12.3f}" for share in shares))

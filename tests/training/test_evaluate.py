@@ -140,6 +140,43 @@ def test_breakdowns_are_means_over_their_segments() -> None:
     assert given is not None and given.n_offers == 5
 
 
+def test_kinds_of_response_count_each_pair_once_and_match_the_top_lists() -> None:
+    w = _world()
+    n_offers = w["train"].n_offers
+    parity = {"category": lambda members, cols: ["even" if c % 2 == 0 else "odd" for c in cols]}
+    report = evaluate(
+        w["good"], w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"], breakdowns=parity
+    )
+    kinds = report.breakdowns["category"]
+    assert set(kinds) == {"even", "odd"}
+    assert sum(hits.relevant for hits in kinds.values()) == w["relevant"].nnz
+    members = np.flatnonzero(np.diff(w["relevant"].indptr) > 0)
+    ids, _ = w["good"].recommend(members, k=10, exclude=w["exclude"])
+    truth = np.where(w["exclude"].toarray().astype(bool), -np.inf, w["truth"])[members]
+    oracle_ids = np.argsort(-truth, axis=1, kind="stable")[:, :10]
+    rel = w["relevant"][members].toarray() != 0
+    for name, top in (("model", ids), ("oracle", oracle_ids)):
+        in_top = np.zeros_like(rel)
+        np.put_along_axis(in_top, top, True, axis=1)
+        for kind, columns in (("even", np.arange(0, n_offers, 2)), ("odd", np.arange(1, n_offers, 2))):
+            pairs = rel[:, columns]
+            expected = (in_top[:, columns] & pairs).sum() / pairs.sum()
+            assert getattr(kinds[kind], name) == pytest.approx(expected)
+    flat = report.as_flat_dict()
+    assert flat["top_10/category/even/relevant"] == kinds["even"].relevant
+    assert flat["top_10/category/odd/model"] == pytest.approx(kinds["odd"].model)
+    # the oracle ranked as a model finds what the oracle finds; without an oracle there is no share
+    itself = FixedModel(w["truth"], np.eye(n_offers))
+    same = evaluate(
+        itself, w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"], breakdowns=parity
+    )
+    assert all(hits.model == pytest.approx(hits.oracle) for hits in same.breakdowns["category"].values())
+    alone = evaluate(w["good"], w["train"], w["relevant"], exclude=w["exclude"], breakdowns=parity)
+    assert all(math.isnan(hits.oracle) for hits in alone.breakdowns["category"].values())
+    with pytest.raises(ValueError, match="labelled"):
+        evaluate(w["good"], w["train"], w["relevant"], breakdowns={"bad": lambda members, cols: ["one"]})
+
+
 def test_flat_dict_names_and_determinism() -> None:
     w = _world()
     a = evaluate(w["good"], w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"]).as_flat_dict()
@@ -180,8 +217,11 @@ def test_rejects_misaligned_inputs() -> None:
 
 def test_write_plots_writes_readable_pngs(tmp_path: Path) -> None:
     w = _world()
+    parity = {"offer parity": lambda members, cols: ["even" if c % 2 == 0 else "odd" for c in cols]}
     reports = {
-        name: evaluate(w[name], w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"])
+        name: evaluate(
+            w[name], w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"], breakdowns=parity
+        )
         for name in ("good", "random")
     }
     paths = write_plots({"model": reports["good"], "popularity": reports["random"]}, tmp_path / "plots")
@@ -190,6 +230,7 @@ def test_write_plots_writes_readable_pngs(tmp_path: Path) -> None:
         "ndcg_by_tier.png",
         "cold_vs_warm.png",
         "score_distributions.png",
+        "top_k_by_kind.png",
     ]
     for path in paths:
         image = imread(path)

@@ -28,7 +28,24 @@ def test_train_logs_run_registers_version_and_beats_popularity(sample: Path, set
     assert str(tracking.champion(client, settings.model_name).version) == str(version.version)  # type: ignore[union-attr]
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert artifacts and all(path.endswith(".png") for path in artifacts)
+    assert "plots/top_k_by_kind.png" in artifacts
     assert any("popularity" in line for line in lines)
+    # where the model trails the oracle: every held-out response counted once per breakdown
+    for breakdown in ("category", "city"):
+        assert any(line.startswith(f"Share of the relevant responses in the top 10, by {breakdown}") for line in lines)
+        assert any(key.startswith(f"top_10/{breakdown}/") for key in run.data.metrics)  # logged in MLflow
+    relevant = {
+        breakdown: sum(
+            v
+            for key, v in result.metrics.items()
+            if key.startswith(f"top_10/{breakdown}/") and key.endswith("/relevant")
+        )
+        for breakdown in ("category", "city")
+    }
+    assert relevant["category"] == relevant["city"] > 0
+    named = result.metrics["top_10/city/favourite city the history names/model"]
+    unnamed = result.metrics["top_10/city/favourite city the history does not name/model"]
+    assert named > unnamed  # the model finds the favourite cities the history shows it
     assert result.metrics["ndcg_at_10"] >= 1.2 * result.baseline_metrics["ndcg_at_10"]
 
 
