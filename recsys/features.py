@@ -46,6 +46,7 @@ BAND_WINDOW_DAYS = 365
 NO_ACTIVITY = "none"
 ANY_CITY = "any"
 BRAND_GROUP = "brand:"  # the feature group naming a hotel brand, on members (stays) and offers alike
+CITY_GROUP = "city:"  # the feature group naming a city: where a member goes, where an offer applies
 MIN_CITY_SHARE = 0.25  # default share of a member's city evidence a city must hold to count as theirs
 HALF_LIFE_DAYS = 90.0  # default: behaviour this old counts half
 CITY_HALF_LIFE_DAYS = 730.0  # default for city evidence: where members go changes over years, not months
@@ -481,7 +482,7 @@ def _behaviour(
     if cities:
         groups.append(
             _Group(
-                "city:",
+                CITY_GROUP,
                 np.concatenate([c[0] for c in cities]),
                 np.concatenate([c[1] for c in cities]),
                 np.concatenate([c[2] for c in cities]),
@@ -518,7 +519,7 @@ def offer_groups(offers: pd.DataFrame, space: FeatureSpace) -> list[_Group]:
         _Group(BRAND_GROUP, rows, offers["brand"], ones),
         _Group("brand_level:", rows, lookup(offers["brand"], space.brand_levels), ones),
         _Group("category:", rows, offers["category"], ones),
-        _Group("city:", rows, city, ones),
+        _Group(CITY_GROUP, rows, city, ones),
         _Group("partner:", rows, offers["partner_id"], ones),
         _Group("partner_kind:", rows, lookup(offers["partner_id"], space.partner_kinds), ones),
         _Group("min_tier:", rows, _tier_labels(offers["min_tier"]), ones),

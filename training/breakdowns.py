@@ -17,7 +17,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from models.base import TrainingSet
+from recsys.features import CITY_GROUP
 from training.evaluate import PairLabeller
+from training.synthetic_tastes import favourite_cities
+from training.synthetic_world import CITY_INDEX
 
 IntArray = npt.NDArray[np.int64]
 
@@ -25,7 +28,15 @@ NO_CITY = "offer tied to no city"
 FAVOURITE_NAMED = "favourite city the history names"
 FAVOURITE_UNNAMED = "favourite city the history does not name"
 OTHER_CITY = "city that is no favourite"
-_CITY = "city:"
+
+
+def response_kinds(offers: pd.DataFrame, train: TrainingSet, tastes: pd.DataFrame | None) -> dict[str, PairLabeller]:
+    """The breakdowns of an evaluation on ``train``: by category, and by city where the hidden
+    ``tastes`` are known (synthetic data)."""
+    kinds = {"category": by_category(offers, train)}
+    if tastes is not None:
+        kinds["city"] = by_favourite_city(tastes, offers, train)
+    return kinds
 
 
 def _offer_column(offers: pd.DataFrame, train: TrainingSet, column: str) -> npt.NDArray[np.str_]:
@@ -46,25 +57,26 @@ def by_category(offers: pd.DataFrame, train: TrainingSet) -> PairLabeller:
 
 def by_favourite_city(tastes: pd.DataFrame, offers: pd.DataFrame, train: TrainingSet) -> PairLabeller:
     """Each pair's offer city against the member's hidden favourites (``tastes`` as
-    ``training.synthetic_tastes.load_tastes`` reads them) and the cities their features name."""
+    ``training.synthetic_tastes.load_tastes`` reads them, read as the oracle reads them) and the cities
+    their features name."""
     city = _offer_column(offers, train, "city")
-    favourites = tastes.set_index("member_id")["fav_cities"].reindex(list(train.member_ids)).fillna("")
-    favourite_sets = [set(str(text).split("|")) - {""} for text in favourites]
+    city_index = np.array([CITY_INDEX.get(c, -1) for c in city], dtype=np.int64)  # -1: no city the world knows
+    favourite = favourite_cities(tastes.set_index("member_id").reindex(list(train.member_ids)))
     features, names = train.member_features, train.member_feature_names
-    city_columns = [j for j, name in enumerate(names) if name.startswith(_CITY)]
-    column_of = {names[j].removeprefix(_CITY): i for i, j in enumerate(city_columns)}
+    city_columns = [j for j, name in enumerate(names) if name.startswith(CITY_GROUP)]
+    column_of = {names[j].removeprefix(CITY_GROUP): i for i, j in enumerate(city_columns)}
     offer_column = np.array([column_of.get(c, -1) for c in city], dtype=np.int64)  # -1: no member names it
     named = features[:, city_columns].tocsr() if features is not None and city_columns else None
 
     def label(members: IntArray, cols: IntArray) -> Sequence[str]:
-        where = city[cols]
-        favourite = np.array([c in favourite_sets[m] for m, c in zip(members.tolist(), where, strict=True)], bool)
-        column = offer_column[cols]
+        where, column = city_index[cols], offer_column[cols]
+        liked = np.zeros(len(cols), dtype=bool)
+        liked[where >= 0] = favourite[members[where >= 0], where[where >= 0]]
         known = np.zeros(len(cols), dtype=bool)
-        look = favourite & (column >= 0)
+        look = liked & (column >= 0)
         if named is not None and look.any():
             known[look] = np.asarray(named[members[look], column[look]]).ravel() != 0
-        kinds = np.select([where == "", ~favourite, known], [NO_CITY, OTHER_CITY, FAVOURITE_NAMED], FAVOURITE_UNNAMED)
+        kinds = np.select([city[cols] == "", ~liked, known], [NO_CITY, OTHER_CITY, FAVOURITE_NAMED], FAVOURITE_UNNAMED)
         return [str(kind) for kind in kinds]
 
     return label

@@ -355,21 +355,14 @@ def _kind_hits(
     if kinds.shape != rows.shape:
         raise ValueError(f"a breakdown labelled {kinds.shape} pairs, expected {rows.shape}")
 
-    def in_top(top_ids: npt.NDArray[np.int64]) -> BoolArray:
-        top = top_ids[:, :k]
-        at = np.broadcast_to(np.arange(top.shape[0])[:, None], top.shape)
-        valid = top >= 0
-        shown = sp.csr_matrix((np.ones(int(valid.sum())), (at[valid], top[valid])), shape=(top.shape[0], n_offers))
-        return np.asarray(shown[rows, cols]).ravel() > 0
-
-    model_hit = in_top(ranking.top_ids)
-    oracle_hit = in_top(oracle_ranking.top_ids) if oracle_ranking is not None else None
     out: dict[str, KindHits] = {}
     for kind in sorted(set(kinds.tolist())):
         mine = kinds == kind
-        out[str(kind)] = KindHits(
-            relevant=int(mine.sum()),
-            model=float(model_hit[mine].mean()),
-            oracle=float(oracle_hit[mine].mean()) if oracle_hit is not None else math.nan,
+        n = int(mine.sum())
+        of_kind = sp.csr_matrix((np.ones(n), (rows[mine], cols[mine])), shape=(relevant.shape[0], n_offers))
+        model = hit_matrix(ranking.top_ids[:, :k], of_kind).sum() / n
+        oracle = (
+            hit_matrix(oracle_ranking.top_ids[:, :k], of_kind).sum() / n if oracle_ranking is not None else math.nan
         )
+        out[str(kind)] = KindHits(relevant=n, model=float(model), oracle=float(oracle))
     return out

@@ -164,6 +164,12 @@ def _token_matrix(joined: pd.Series, names: tuple[str, ...]) -> npt.NDArray[np.b
     return np.column_stack([padded.str.contains(f"|{name}|", regex=False).to_numpy(dtype=bool) for name in names])
 
 
+def favourite_cities(tastes: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """(members, ``CITIES``): True where the city is one of the member's hidden favourites (none for a
+    member whose ``fav_cities`` is missing)."""
+    return _token_matrix(tastes["fav_cities"], tuple(c.name for c in CITIES))
+
+
 def true_affinity(tastes: pd.DataFrame, offers: pd.DataFrame) -> npt.NDArray[np.float32]:
     """The hidden log-odds that each member (rows, in ``tastes`` order) takes to each offer (columns,
     in ``offers`` order): the oracle ranking of synthetic data.
@@ -186,7 +192,7 @@ def true_affinity(tastes: pd.DataFrame, offers: pd.DataFrame) -> npt.NDArray[np.
 
     city = _text(offers["city"]).map(CITY_INDEX).fillna(-1).to_numpy(dtype=np.int64)
     if (city >= 0).any():
-        favourite = _token_matrix(tastes["fav_cities"], tuple(c.name for c in CITIES))
+        favourite = favourite_cities(tastes)
         cols = np.flatnonzero(city >= 0)
         score[:, cols] += np.where(favourite[:, city[cols]], W_FAVOURITE_CITY, W_OTHER_CITY).astype(np.float32)
 

@@ -38,9 +38,9 @@ from recsys.settings import Settings
 from recsys.streaming import load_dataset_chunked
 from recsys.validation import load_dataset
 from training import tracking
-from training.breakdowns import by_category, by_favourite_city
+from training.breakdowns import response_kinds
 from training.bundle import ServingBundle
-from training.evaluate import EvaluationReport, PairLabeller, evaluate
+from training.evaluate import EvaluationReport, evaluate
 from training.plots import write_plots
 from training.tuning import TrialResult, Validation, describe_choice, describe_params, tune
 
@@ -130,9 +130,9 @@ class Holdout:
     train: TrainingSet
     relevant: sp.csr_matrix
     ineligible: sp.csr_matrix
-    oracle: npt.NDArray[np.float32] | None
-    # kinds of relevant responses (offer category; on synthetic data, favourite cities named or not)
-    breakdowns: dict[str, PairLabeller] = field(default_factory=dict)
+    # the generator's hidden tastes, on synthetic data: the oracle and the city breakdown come from
+    # them and ``train`` (which promote rebuilds per set of interaction weights)
+    tastes: pd.DataFrame | None = None
 
 
 def load_history(data_dir: Path, settings: Settings, echo: Callable[[str], None]) -> LoyaltyData:
@@ -173,18 +173,13 @@ def erased_members(settings: Settings) -> set[str]:
 def build_holdout(data_dir: Path, data: LoyaltyData, weights: InteractionWeights, holdout_days: int) -> Holdout:
     cut, end = holdout_cut(data, holdout_days)
     train_ts, _ = build_training_set(data, until=cut, weights=weights)
-    tastes = ground_truth(data_dir)
-    breakdowns = {"category": by_category(data.offers, train_ts)}
-    if tastes is not None:
-        breakdowns["city"] = by_favourite_city(tastes, data.offers, train_ts)
     return Holdout(
         cut=cut,
         end=end,
         train=train_ts,
         relevant=holdout_positives(data, since=cut, until=None),
         ineligible=ineligible(data, train_ts, cut, end),
-        oracle=oracle_scores(tastes, data, train_ts) if tastes is not None else None,
-        breakdowns=breakdowns,
+        tastes=ground_truth(data_dir),
     )
 
 
@@ -264,7 +259,9 @@ def run_training(
     holdout = build_holdout(data_dir, data, weights, holdout_days)
     cut, end = holdout.cut, holdout.end
     echo(f"Holdout: offer responses from {cut:%Y-%m-%d} to {end:%Y-%m-%d}; training on history before.")
-    train_ts, relevant, mask, oracle = holdout.train, holdout.relevant, holdout.ineligible, holdout.oracle
+    train_ts, relevant, mask = holdout.train, holdout.relevant, holdout.ineligible
+    oracle = oracle_scores(holdout.tastes, data, train_ts) if holdout.tastes is not None else None
+    kinds = response_kinds(data.offers, train_ts, holdout.tastes)
 
     with mlflow.start_run(run_name=f"train-{family}") as run:
         mlflow.log_params({"family": family, "holdout_days": holdout_days, "k": k, **params})
@@ -278,7 +275,6 @@ def run_training(
         started = time.perf_counter()
         model = _fit(family, params, train_ts, show_progress)
         fit_s = time.perf_counter() - started
-        kinds = holdout.breakdowns
         reports[family] = evaluate(model, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle, breakdowns=kinds)
         baseline = _fit(BASELINE, {**default_params(BASELINE), "within_tier": True}, train_ts, False)
         reports[BASELINE] = evaluate(

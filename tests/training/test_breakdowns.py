@@ -16,7 +16,7 @@ from training.breakdowns import (
 
 
 def _train() -> TrainingSet:
-    names = ("city:Lisbon", "country:PT", "member:m0", "member:m1")
+    names = ("city:Tokyo", "country:JP", "member:m0", "member:m1")
     features = sp.csr_matrix(np.array([[0.5, 0.25, 0.25, 0.0], [0.0, 0.5, 0.0, 0.5]], dtype=np.float32))
     return TrainingSet(
         interactions=sp.csr_matrix((2, 4), dtype=np.float32),
@@ -33,7 +33,7 @@ OFFERS = pd.DataFrame(
     {
         "offer_id": ["o3", "o2", "o1", "o0"],
         "category": ["card", "stay", "dining", "stay"],
-        "city": [None, "Porto", "Madrid", "Lisbon"],
+        "city": [None, "Paris", "Osaka", "Tokyo"],
     }
 )
 
@@ -44,14 +44,14 @@ def test_category_labels_follow_the_training_offer_order() -> None:
 
 
 def test_city_labels_split_favourites_by_what_the_history_names() -> None:
-    tastes = pd.DataFrame({"member_id": ["m1", "m0"], "fav_cities": ["Porto", "Lisbon|Madrid"]})
+    tastes = pd.DataFrame({"member_id": ["m1", "m0"], "fav_cities": ["Paris", "Tokyo|Osaka"]})
     label = by_favourite_city(tastes, OFFERS, _train())
     members = np.array([0, 0, 0, 0, 1, 1])
     offers = np.array([0, 1, 2, 3, 2, 0])
     assert list(label(members, offers)) == [
-        FAVOURITE_NAMED,  # m0 likes Lisbon and stayed there
-        FAVOURITE_UNNAMED,  # m0 likes Madrid but the history never shows it
-        OTHER_CITY,  # Porto is not one of m0's
+        FAVOURITE_NAMED,  # m0 likes Tokyo and stayed there
+        FAVOURITE_UNNAMED,  # m0 likes Osaka but the history never shows it
+        OTHER_CITY,  # Paris is not one of m0's
         NO_CITY,
         FAVOURITE_UNNAMED,  # m1's features name no city at all
         OTHER_CITY,

@@ -140,10 +140,15 @@ def test_breakdowns_are_means_over_their_segments() -> None:
     assert given is not None and given.n_offers == 5
 
 
+def _parity(members: np.ndarray, cols: np.ndarray) -> list[str]:
+    """A breakdown of the relevant pairs by whether the offer's index is even."""
+    return ["even" if c % 2 == 0 else "odd" for c in cols]
+
+
 def test_kinds_of_response_count_each_pair_once_and_match_the_top_lists() -> None:
     w = _world()
     n_offers = w["train"].n_offers
-    parity = {"category": lambda members, cols: ["even" if c % 2 == 0 else "odd" for c in cols]}
+    parity = {"category": _parity}
     report = evaluate(
         w["good"], w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"], breakdowns=parity
     )
@@ -217,7 +222,7 @@ def test_rejects_misaligned_inputs() -> None:
 
 def test_write_plots_writes_readable_pngs(tmp_path: Path) -> None:
     w = _world()
-    parity = {"offer parity": lambda members, cols: ["even" if c % 2 == 0 else "odd" for c in cols]}
+    parity = {"offer parity": _parity}
     reports = {
         name: evaluate(
             w[name], w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"], breakdowns=parity
