@@ -1,6 +1,7 @@
-"""One honest offline evaluation of a fitted model: headline metrics plus the breakdowns that matter
-here (tier, cold vs warm members, cold offers, and what kinds of relevant responses reach the top k),
-score distributions, and the gap to an oracle with its standard error.
+"""One honest offline evaluation of a fitted model (or of a score matrix, such as a reference ranking):
+headline metrics plus the breakdowns that matter here (tier, cold vs warm members, cold offers, and
+what kinds of relevant responses reach the top k), score distributions, and the gap to an oracle with
+its standard error.
 
 Scores are computed from the exported embeddings exactly as ``Recommender.recommend`` and serving
 do (``member @ offer + biases``), in batches, so what is measured is what would be served. Only
@@ -237,7 +238,7 @@ def _cold_offer_metrics(
 
 
 def evaluate(
-    model: Recommender,
+    model: Recommender | npt.NDArray[np.floating],
     train: TrainingSet,
     relevant: sp.csr_matrix,
     *,
@@ -251,6 +252,8 @@ def evaluate(
 ) -> EvaluationReport:
     """Rank every member with a relevant offer and report metrics overall and by segment.
 
+    ``model`` is a fitted model, scored from its exported embeddings, or a members x offers score
+    matrix: a reference ranking such as an oracle that is told less than the whole truth.
     ``relevant`` is members x offers in the training index space (extra trailing columns for items
     that cannot be recommended are allowed); ``exclude`` masks offers a member may not be shown
     (typically the training interactions). ``cold_offers`` defaults to offers without training
@@ -271,14 +274,7 @@ def evaluate(
     exc_eval = sp.csr_matrix(exclude)[members] if exclude is not None else None
     k_max = max(k, CURVE_MAX_K)
 
-    member_emb = model.member_embeddings()
-    offer_emb = model.offer_embeddings()
-
-    def model_rows(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
-        src = members[rows]
-        scores = member_emb.factors[src] @ offer_emb.factors.T
-        return scores + offer_emb.bias[None, :] + member_emb.bias[src, None]
-
+    model_rows = _scorer(model, members, n_members, n_offers)
     local = np.arange(len(members), dtype=np.int64)
     ranking = _rank(model_rows, local, rel_eval, exc_eval, k_max, n_offers, batch_size, seed)
 
@@ -336,6 +332,26 @@ def evaluate(
             for name, label in (breakdowns or {}).items()
         },
     )
+
+
+def _scorer(
+    model: Recommender | npt.NDArray[np.floating], members: npt.NDArray[np.int64], n_members: int, n_offers: int
+) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.floating]]:
+    """Scores of a batch of the evaluated ``members`` (positions into it) against every offer."""
+    if not isinstance(model, Recommender):
+        scores = np.asarray(model)
+        if scores.shape != (n_members, n_offers):
+            raise ValueError(f"scores are {scores.shape}, expected {(n_members, n_offers)}")
+        return lambda rows: scores[members[rows]]
+    member_emb = model.member_embeddings()
+    offer_emb = model.offer_embeddings()
+
+    def rows_of(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
+        src = members[rows]
+        scores = member_emb.factors[src] @ offer_emb.factors.T
+        return scores + offer_emb.bias[None, :] + member_emb.bias[src, None]
+
+    return rows_of
 
 
 def _kind_hits(

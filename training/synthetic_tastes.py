@@ -170,7 +170,9 @@ def favourite_cities(tastes: pd.DataFrame) -> npt.NDArray[np.bool_]:
     return _token_matrix(tastes["fav_cities"], tuple(c.name for c in CITIES))
 
 
-def true_affinity(tastes: pd.DataFrame, offers: pd.DataFrame) -> npt.NDArray[np.float32]:
+def true_affinity(
+    tastes: pd.DataFrame, offers: pd.DataFrame, *, favourites: npt.NDArray[np.bool_] | None = None
+) -> npt.NDArray[np.float32]:
     """The hidden log-odds that each member (rows, in ``tastes`` order) takes to each offer (columns,
     in ``offers`` order): the oracle ranking of synthetic data.
 
@@ -182,6 +184,9 @@ def true_affinity(tastes: pd.DataFrame, offers: pd.DataFrame) -> npt.NDArray[np.
     (partner offers); price sensitivity times the points cost; a small bonus for tier-exclusive
     offers. Responses in ``offer_events`` are drawn from ``sigmoid(affinity + channel offset)``,
     among offers shown by a legacy planner that ignores tastes. Memory: 4 bytes per member x offer.
+
+    ``favourites`` (members x ``CITIES``) replaces the hidden favourite cities: an oracle told only the
+    cities a member's history names ranks as well as that evidence allows.
     """
     category_index = {c: i for i, c in enumerate(OFFER_CATEGORIES)}
     categories = offers["category"].map(category_index)
@@ -192,7 +197,9 @@ def true_affinity(tastes: pd.DataFrame, offers: pd.DataFrame) -> npt.NDArray[np.
 
     city = _text(offers["city"]).map(CITY_INDEX).fillna(-1).to_numpy(dtype=np.int64)
     if (city >= 0).any():
-        favourite = favourite_cities(tastes)
+        favourite = favourite_cities(tastes) if favourites is None else np.asarray(favourites, dtype=bool)
+        if favourite.shape != (len(tastes), len(CITIES)):
+            raise ValueError(f"favourites are {favourite.shape}, expected {(len(tastes), len(CITIES))}")
         cols = np.flatnonzero(city >= 0)
         score[:, cols] += np.where(favourite[:, city[cols]], W_FAVOURITE_CITY, W_OTHER_CITY).astype(np.float32)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -12,7 +14,10 @@ from training.breakdowns import (
     OTHER_CITY,
     by_category,
     by_favourite_city,
+    by_offer_evidence,
+    history_cities,
 )
+from training.synthetic_world import CITY_INDEX
 
 
 def _train() -> TrainingSet:
@@ -55,4 +60,31 @@ def test_city_labels_split_favourites_by_what_the_history_names() -> None:
         NO_CITY,
         FAVOURITE_UNNAMED,  # m1's features name no city at all
         OTHER_CITY,
+    ]
+
+
+def test_history_cities_are_the_cities_the_member_features_name() -> None:
+    names = ("city:Tokyo", "city:Atlantis", "city:Osaka", "member:m0", "member:m1")
+    features = sp.csr_matrix(np.array([[0.25, 0.25, 0.0, 0.5, 0.0], [0.0, 0.0, 0.5, 0.0, 0.5]], dtype=np.float32))
+    train = dataclasses.replace(_train(), member_features=features, member_feature_names=names)
+    named = history_cities(train)
+    assert named.shape == (2, len(CITY_INDEX))
+    # a city the synthetic world does not know (Atlantis) names nothing
+    assert {int(c) for c in np.flatnonzero(named[0])} == {CITY_INDEX["Tokyo"]}
+    assert {int(c) for c in np.flatnonzero(named[1])} == {CITY_INDEX["Osaka"]}
+    assert not history_cities(dataclasses.replace(train, member_features=None)).any()
+
+
+def test_offer_evidence_counts_the_members_who_responded_in_training() -> None:
+    # o0: nobody; o1: one member; o2: three members, one of them only dismissed it; o3: two members
+    interactions = sp.csr_matrix(np.array([[0, 2.0, 5.0, 1.0], [0, 0, 2.0, 1.0], [0, 0, -1.0, 0]], dtype=np.float32))
+    train = dataclasses.replace(
+        _train(), interactions=interactions, member_ids=np.array(["m0", "m1", "m2"]), member_features=None
+    )
+    label = by_offer_evidence(train, few=2)
+    assert list(label(np.array([0, 0, 0, 0]), np.array([0, 1, 2, 3]))) == [
+        "offer with no response",
+        "offer with 1 to 1 responses",
+        "offer with 2 or more responses",  # the dismissal is no response
+        "offer with 2 or more responses",
     ]

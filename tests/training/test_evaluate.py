@@ -114,6 +114,16 @@ def test_oracle_ranks_best_and_the_ratio_is_reported() -> None:
     assert (good.ndcg_to_oracle, good.ndcg_to_oracle_se) == pytest.approx(expected)
 
 
+def test_a_score_matrix_is_ranked_as_a_model_with_those_scores() -> None:
+    w = _world()
+    scores = w["good"].member @ w["good"].offer.T  # what the model scores, given as a plain matrix
+    as_model = evaluate(w["good"], w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"])
+    as_matrix = evaluate(scores, w["train"], w["relevant"], exclude=w["exclude"], oracle_scores=w["truth"])
+    assert as_matrix.as_flat_dict() == pytest.approx(as_model.as_flat_dict())
+    with pytest.raises(ValueError, match="scores are"):
+        evaluate(scores[:, :-1], w["train"], w["relevant"])
+
+
 def test_breakdowns_are_means_over_their_segments() -> None:
     w = _world()
     report = evaluate(w["good"], w["train"], w["relevant"], exclude=w["exclude"])

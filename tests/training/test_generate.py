@@ -13,8 +13,8 @@ from recsys.errors import ConfigurationError
 from recsys.schema import CHANNELS, EVENT_KINDS, FILES, OFFER_CATEGORIES
 from recsys.validation import LoadResult, load_dataset
 from training.generate import generate, load_tastes, true_affinity
-from training.synthetic_tastes import TIER_SHARES
-from training.synthetic_world import BRAND_LEVELS
+from training.synthetic_tastes import TIER_SHARES, W_FAVOURITE_CITY, W_OTHER_CITY, favourite_cities
+from training.synthetic_world import BRAND_LEVELS, CITY_INDEX
 
 AS_OF = date(2025, 11, 1)
 MEMBERS = 3000
@@ -153,6 +153,23 @@ def test_true_affinity_reads_raw_and_loaded_offers_alike(
     tastes = load_tastes(folder).iloc[:50]
     raw = pd.read_csv(folder / "offers.csv", dtype={"partner_id": str, "city": str}, keep_default_na=False)
     np.testing.assert_array_equal(true_affinity(tastes, raw), true_affinity(tastes, loaded.data.offers))
+
+
+def test_told_favourites_move_only_the_city_offers(sample: tuple[Path, dict[str, int]], loaded: LoadResult) -> None:
+    tastes = load_tastes(sample[0]).iloc[:50]
+    offers = loaded.data.offers
+    hidden = favourite_cities(tastes)
+    assert hidden.any()
+    np.testing.assert_array_equal(true_affinity(tastes, offers, favourites=hidden), true_affinity(tastes, offers))
+
+    none = true_affinity(tastes, offers, favourites=np.zeros_like(hidden))
+    delta = true_affinity(tastes, offers) - none
+    tied = offers["city"].notna().to_numpy() & (offers["city"].astype(str) != "").to_numpy()
+    assert np.all(delta[:, ~tied] == 0)  # offers tied to no city do not care
+    expected = (W_FAVOURITE_CITY - W_OTHER_CITY) * hidden[:, offers.loc[tied, "city"].map(CITY_INDEX).to_numpy()]
+    np.testing.assert_allclose(delta[:, tied], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="favourites"):
+        true_affinity(tastes, offers, favourites=hidden[:, :3])
 
 
 def test_parquet_holds_the_same_data_as_csv(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def test_train_logs_run_registers_version_and_beats_popularity(sample: Path, set
     assert "plots/top_k_by_kind.png" in artifacts
     assert any("popularity" in line for line in lines)
     # where the model trails the oracle: every held-out response counted once per breakdown
-    for breakdown in ("category", "city"):
+    for breakdown in ("category", "offer evidence", "city"):
         assert any(line.startswith(f"Share of the relevant responses in the top 10, by {breakdown}") for line in lines)
         assert any(key.startswith(f"top_10/{breakdown}/") for key in run.data.metrics)  # logged in MLflow
     relevant = {
@@ -40,13 +40,20 @@ def test_train_logs_run_registers_version_and_beats_popularity(sample: Path, set
             for key, v in result.metrics.items()
             if key.startswith(f"top_10/{breakdown}/") and key.endswith("/relevant")
         )
-        for breakdown in ("category", "city")
+        for breakdown in ("category", "offer evidence", "city")
     }
-    assert relevant["category"] == relevant["city"] > 0
+    assert relevant["category"] == relevant["offer evidence"] == relevant["city"] > 0
     named = result.metrics["top_10/city/favourite city the history names/model"]
     unnamed = result.metrics["top_10/city/favourite city the history does not name/model"]
     assert named > unnamed  # the model finds the favourite cities the history shows it
     assert result.metrics["ndcg_at_10"] >= 1.2 * result.baseline_metrics["ndcg_at_10"]
+    # the oracle told only the cities the history names: it loses the favourites no history shows
+    bound = run.data.metrics["history_oracle_ndcg_to_oracle"]
+    assert result.metrics["ndcg_to_oracle"] < bound < 1.0
+    assert any(line.startswith("history_oracle is the oracle told only") for line in lines)
+    bound_unnamed = next(line for line in lines if line.lstrip().startswith("favourite city the history does not"))
+    *_, bound_share, oracle_share = bound_unnamed.split()  # the last two columns
+    assert float(bound_share) < float(oracle_share)
 
 
 def test_the_same_seed_and_data_give_the_same_metrics(sample: Path, settings: Settings) -> None:
