@@ -126,10 +126,21 @@ class RayMemberWriter:
                 pending[ref] = stop - start
             collect(0)
         except RayError as exc:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            _settle(list(pending), keep_alive)
             raise PublishError(f"a publish worker failed; nothing was switched: {exc}") from exc
         return written
+
+
+def _settle(refs: list[Any], keep_alive: Callable[[], None]) -> None:
+    """Wait until the shards still in flight have ended, however they end, so none writes after the
+    failure is reported. They are not cancelled: in Ray 2.60 a cancellation that meets the task's own
+    reply kills the driver ("Check failed: it != submissible_tasks_.end()"; the race is described in
+    ray-project/ray#54798), which once ended a test run here. At most two per worker slot are in flight."""
+    import ray
+
+    while refs:
+        _, refs = ray.wait(refs, num_returns=len(refs), timeout=LOCK_REFRESH_S)
+        keep_alive()
 
 
 def _write_shard(redis_url: str, cluster: bool, shard: MemberBatch, scoring: OfferScoring) -> int:
