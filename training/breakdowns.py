@@ -38,8 +38,8 @@ OTHER_CITY = "city that is no favourite"
 
 
 def response_kinds(offers: pd.DataFrame, train: TrainingSet, tastes: pd.DataFrame | None) -> dict[str, PairLabeller]:
-    """The breakdowns of an evaluation on ``train``: by category, and by city where the hidden
-    ``tastes`` are known (synthetic data)."""
+    """The breakdowns of an evaluation on ``train``: by category and by offer evidence, and by city
+    where the hidden ``tastes`` are known (synthetic data)."""
     kinds = {"category": by_category(offers, train), "offer evidence": by_offer_evidence(train)}
     if tastes is not None:
         kinds["city"] = by_favourite_city(tastes, offers, train)
