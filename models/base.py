@@ -76,6 +76,11 @@ class Embeddings:
             raise ValueError("factors, bias and informed must have the same number of rows")
 
 
+def score_rows(member: Embeddings, offer: Embeddings, rows: IntArray) -> npt.NDArray[np.floating]:
+    """Scores of the members at ``rows`` against every offer: factors dot product plus both biases."""
+    return member.factors[rows] @ offer.factors.T + offer.bias[None, :] + member.bias[rows, None]
+
+
 def top_k(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
     """Row-wise top-k of a dense score matrix, best first, with argpartition (O(n) per row). Equal
     scores go to the lowest column first, whatever the CPU: numpy's argpartition picks among ties by
@@ -183,8 +188,7 @@ class Recommender(ABC):
         out_scores = np.empty(out_ids.shape, dtype=np.float32)
         for start in range(0, len(members), batch_size):
             rows = members[start : start + batch_size]
-            scores = m.factors[rows] @ o.factors.T + o.bias[None, :] + m.bias[rows, None]
-            scores = scores.astype(np.float32, copy=False)
+            scores = score_rows(m, o, rows).astype(np.float32, copy=False)
             if exclude is not None:
                 sub = exclude[rows].tocoo()
                 scores[sub.row, sub.col] = -np.inf

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from models.base import Recommender, TrainingSet, top_k
+from models.base import Recommender, TrainingSet, score_rows, top_k
 from recsys.tiers import Tier
 from training.metrics import (
     BoolArray,
@@ -327,10 +327,7 @@ def evaluate(
         oracle=oracle,
         oracle_curve=oracle_curve,
         ndcg_to_oracle_se=oracle_se,
-        breakdowns={
-            name: _kind_hits(label, members, rel_eval, n_offers, ranking, oracle_ranking, k)
-            for name, label in (breakdowns or {}).items()
-        },
+        breakdowns=_breakdowns(breakdowns or {}, members, rel_eval, n_offers, ranking, oracle_ranking, k),
     )
 
 
@@ -343,42 +340,39 @@ def _scorer(
         if scores.shape != (n_members, n_offers):
             raise ValueError(f"scores are {scores.shape}, expected {(n_members, n_offers)}")
         return lambda rows: scores[members[rows]]
-    member_emb = model.member_embeddings()
-    offer_emb = model.offer_embeddings()
-
-    def rows_of(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
-        src = members[rows]
-        scores = member_emb.factors[src] @ offer_emb.factors.T
-        return scores + offer_emb.bias[None, :] + member_emb.bias[src, None]
-
-    return rows_of
+    member_emb, offer_emb = model.member_embeddings(), model.offer_embeddings()
+    return lambda rows: score_rows(member_emb, offer_emb, members[rows])
 
 
-def _kind_hits(
-    label: PairLabeller,
+def _breakdowns(
+    labellers: Mapping[str, PairLabeller],
     members: npt.NDArray[np.int64],
     relevant: sp.csr_matrix,
     n_offers: int,
     ranking: _Ranking,
     oracle_ranking: _Ranking | None,
     k: int,
-) -> dict[str, KindHits]:
-    """Per kind of relevant pair: how many there are and the share in each ranking's top k. Pairs
-    beyond ``n_offers`` (offers that cannot be recommended) have no kind and are left out."""
+) -> dict[str, dict[str, KindHits]]:
+    """Per breakdown, per kind of relevant pair: how many there are and the share in each ranking's top
+    k. Pairs beyond ``n_offers`` (offers that cannot be recommended) have no kind and are left out."""
+    if not labellers:
+        return {}
     pairs = sp.coo_matrix(relevant[:, :n_offers])
     rows, cols = pairs.row.astype(np.int64), pairs.col.astype(np.int64)
-    kinds = np.asarray(label(members[rows], cols), dtype=object)
-    if kinds.shape != rows.shape:
-        raise ValueError(f"a breakdown labelled {kinds.shape} pairs, expected {rows.shape}")
+    # whether each pair's offer is in its member's top k, once per ranking for every breakdown
+    model_hit = (ranking.top_ids[rows, :k] == cols[:, None]).any(axis=1)
+    oracle_hit = None
+    if oracle_ranking is not None:
+        oracle_hit = (oracle_ranking.top_ids[rows, :k] == cols[:, None]).any(axis=1)
 
-    out: dict[str, KindHits] = {}
-    for kind in sorted(set(kinds.tolist())):
-        mine = kinds == kind
-        n = int(mine.sum())
-        of_kind = sp.csr_matrix((np.ones(n), (rows[mine], cols[mine])), shape=(relevant.shape[0], n_offers))
-        model = hit_matrix(ranking.top_ids[:, :k], of_kind).sum() / n
-        oracle = (
-            hit_matrix(oracle_ranking.top_ids[:, :k], of_kind).sum() / n if oracle_ranking is not None else math.nan
-        )
-        out[str(kind)] = KindHits(relevant=n, model=float(model), oracle=float(oracle))
+    out: dict[str, dict[str, KindHits]] = {}
+    for name, label in labellers.items():
+        kinds = np.asarray(label(members[rows], cols), dtype=object)
+        if kinds.shape != rows.shape:
+            raise ValueError(f"a breakdown labelled {kinds.shape} pairs, expected {rows.shape}")
+        out[name] = {}
+        for kind in sorted(set(kinds.tolist())):
+            mine = kinds == kind
+            oracle = float(oracle_hit[mine].mean()) if oracle_hit is not None else math.nan
+            out[name][str(kind)] = KindHits(int(mine.sum()), model=float(model_hit[mine].mean()), oracle=oracle)
     return out

@@ -149,8 +149,8 @@ def _plot_scores(reports: dict[str, EvaluationReport], path: Path) -> Path:
 
 
 def _plot_breakdowns(reports: dict[str, EvaluationReport], path: Path) -> Path | None:
-    """Per breakdown (offer category, favourite cities), the share of each kind of relevant response
-    that each model and the oracle ranked in the top k."""
+    """Per breakdown (``training.breakdowns``), the share of each kind of relevant response that each
+    ranking and the oracle put in the top k."""
     first = next(iter(reports.values()))
     if not first.breakdowns:
         return None

@@ -185,8 +185,8 @@ def true_affinity(
     offers. Responses in ``offer_events`` are drawn from ``sigmoid(affinity + channel offset)``,
     among offers shown by a legacy planner that ignores tastes. Memory: 4 bytes per member x offer.
 
-    ``favourites`` (members x ``CITIES``) replaces the hidden favourite cities: an oracle told only the
-    cities a member's history names ranks as well as that evidence allows.
+    ``favourites`` (members x ``CITIES``) replaces the hidden favourite cities, e.g. with the cities a
+    member's history names: an estimate of how well that evidence lets one rank, not a bound on models.
     """
     category_index = {c: i for i, c in enumerate(OFFER_CATEGORIES)}
     categories = offers["category"].map(category_index)
