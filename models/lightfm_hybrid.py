@@ -1,7 +1,9 @@
 """LightFM hybrid: members and offers are sums of their feature embeddings, so cold rows embed from features.
 
 Training members and offers carry an identity feature beside their side features; a member with no
-responses, or an offer added after training, is embedded from side features alone. Positive evidence
+responses, or an offer no one responded to or added after training, is embedded from its side features
+alone, at the weight they have beside an identity: the untrained identity counts as its prior, zero
+(``recsys.features.trained_part``). Positive evidence
 becomes LightFM's interactions with the weights (scaled to mean 1, capped) as sample weights; dismissals
 and other non-positive evidence are left out, since LightFM would otherwise treat them as positives that
 must never be sampled as negatives. A row is ``informed`` when some feature it has was trained, that is,
@@ -48,6 +50,7 @@ from models.base import Embeddings, Recommender, TrainingSet
 from models.implicit_mf import has_positive, least_squares_fold_in
 from models.response_rates import response_rates
 from recsys.errors import ModelError
+from recsys.features import trained_part
 
 LOSSES = ("warp", "bpr", "warp-kos")
 MAX_SAMPLE_WEIGHT = 10.0  # relative to the mean positive weight; keeps SGD steps bounded
@@ -70,17 +73,6 @@ def _float_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
 def _learned(features: sp.csr_matrix, rows: BoolArray) -> BoolArray:
     """Feature columns present in at least one of ``rows``: the ones training updated."""
     return np.asarray(features[np.flatnonzero(rows)].getnnz(axis=0) > 0)
-
-
-def _trained_only(features: sp.csr_matrix, learned: BoolArray) -> sp.csr_matrix:
-    """Drop features no positive example trained (a cold offer's identity, which WARP only ever pushed
-    down as a sampled negative) and rescale each row to its original weight, so a row with no history
-    is embedded from its side features alone."""
-    kept = features @ sp.diags(learned.astype(np.float32))
-    before = np.asarray(features.sum(axis=1)).ravel()
-    after = np.asarray(kept.sum(axis=1)).ravel()
-    scale = np.divide(before, after, out=np.zeros_like(before), where=after > 0)
-    return _float_csr(sp.diags(scale.astype(np.float32)) @ kept)
 
 
 def match_columns(
@@ -304,7 +296,7 @@ class LightFMHybrid(Recommender):
         features = trained_features if member_features is None else _float_csr(member_features)
         if features.shape[1] != len(learned):
             raise ModelError(f"member features have {features.shape[1]} columns, the model {len(learned)}")
-        bias, factors = model.get_user_representations(_trained_only(features, learned))
+        bias, factors = model.get_user_representations(_float_csr(trained_part(features, learned)))
         return Embeddings(
             factors=np.hstack(
                 [
@@ -324,7 +316,7 @@ class LightFMHybrid(Recommender):
         features = trained_features if offer_features is None else _float_csr(offer_features)
         if features.shape[1] != len(learned):
             raise ModelError(f"offer features have {features.shape[1]} columns, the model {len(learned)}")
-        trained = _trained_only(features, learned)
+        trained = _float_csr(trained_part(features, learned))
         bias, factors = model.get_item_representations(trained)
         response = np.asarray(trained[:, self._response[0]].toarray(), dtype=np.float32)
         level_cols, level_values, _ = self._level

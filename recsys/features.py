@@ -14,6 +14,9 @@ by default): a member travels a few times a year, so a 90-day half-life would fo
 and where someone likes to go changes over years, not months. In every row each group of features sums to
 one and the row is then L1-normalised, as LightFM expects. Columns hold the side features first and the
 identity features (one per training member or offer) last, so a new member or offer encodes without any identity.
+A row is normalised as though it carried its identity even when the space has none for it (a new member or
+offer): its side features then weigh what they weigh in a known row, and its missing identity counts as the
+identity's prior, zero (``trained_part`` does the same for identities training never updated).
 Everything is vectorised: one factorize and one sparse build per group.
 """
 
@@ -614,10 +617,13 @@ def _keep_top(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
     return sp.csr_matrix((coo.data[kept], (coo.row[kept], coo.col[kept])), shape=matrix.shape)
 
 
-def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+def _normalise_rows(matrix: sp.csr_matrix, missing: FloatArray | None = None) -> sp.csr_matrix:
+    """Rows scaled to sum to one; ``missing`` (per row) is weight counted in the sum but not present."""
     matrix = sp.csr_matrix(matrix, dtype=np.float64)
     matrix.sum_duplicates()
     sums = np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
+    if missing is not None:
+        sums = np.where(sums > 0, sums + missing, 0.0)
     scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
     matrix.data *= np.repeat(scale, np.diff(matrix.indptr))
     return matrix
@@ -657,7 +663,19 @@ def _stack(
         shape=(n_rows, len(side) + len(ids)),
         dtype=np.float64,
     )
-    return sp.csr_matrix(_normalise_rows(matrix), dtype=np.float32)
+    return sp.csr_matrix(_normalise_rows(matrix, missing=(~has_id).astype(np.float64)), dtype=np.float32)
+
+
+def trained_part(features: sp.csr_matrix, trained: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+    """``features`` with the columns training never updated set to zero, the rest at their own weight.
+
+    An untrained feature (a cold offer's identity, which WARP only ever pushed down as a sampled
+    negative; a value no trained row carried) counts as its prior, zero. The remaining features are not
+    scaled up to fill its share: they weigh what they weigh in a trained row, where the identity holds the
+    rest of what is known about the row. Scaling them up overstated what features alone say, and offers
+    few or no members had responded to crowded out established offers (README, "Cold rows at their
+    trained weight")."""
+    return sp.csr_matrix(features @ sp.diags(trained.astype(np.float32)), dtype=np.float32)
 
 
 def _assemble(groups: list[_Group], *, n_rows: int, side: pd.Index, ids: pd.Index, row_ids: pd.Series) -> sp.csr_matrix:

@@ -24,7 +24,7 @@ from models.base import Embeddings, Recommender
 from recsys.cache import MemberRecord, member_record_dtype
 from recsys.dataset import LoyaltyData
 from recsys.errors import ModelError
-from recsys.features import FeatureSpace, decay, latest, positions
+from recsys.features import FeatureSpace, decay, latest, positions, trained_part
 
 SLOTS = 3  # brands and partners kept per member
 TRAILER_FORMAT = 1
@@ -204,17 +204,13 @@ class OfferFeatureTable:
     learned: npt.NDArray[np.bool_]  # (n_side,)
 
     def embed(self, features: sp.csr_matrix) -> Embeddings:
-        """Embeddings of rows of side features (columns as ``offer_side``): unlearned features dropped,
-        each row rescaled to its original weight, then a sum of feature embeddings (LightFM's own rule)."""
-        x = sp.csr_matrix(features[:, : len(self.learned)], dtype=np.float32)
-        kept = x @ sp.diags(self.learned.astype(np.float32))
-        before = np.asarray(x.sum(axis=1)).ravel()
-        after = np.asarray(kept.sum(axis=1)).ravel()
-        scale = np.divide(before, after, out=np.zeros_like(before), where=after > 0)
-        rows = sp.diags(scale.astype(np.float32)) @ kept
+        """Embeddings of rows of side features (columns as ``offer_side``): unlearned features count as
+        zero and the rest keep their weight (``recsys.features.trained_part``, the model's own rule), then
+        a sum of feature embeddings (LightFM's)."""
+        rows = trained_part(sp.csr_matrix(features[:, : len(self.learned)], dtype=np.float32), self.learned)
         factors = np.asarray(rows @ self.factors, dtype=np.float32)
         bias = np.asarray(rows @ self.bias, dtype=np.float32).ravel()
-        return Embeddings(factors, bias, after > 0)
+        return Embeddings(factors, bias, np.asarray(rows.sum(axis=1)).ravel() > 0)
 
 
 def offer_feature_table(model: Recommender, feature_space_json: str | None) -> OfferFeatureTable | None:

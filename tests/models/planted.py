@@ -18,6 +18,7 @@ GROUPS = 3
 MEMBERS_PER_GROUP = 40
 OFFERS_PER_GROUP = 8
 RESPONSES_PER_MEMBER = 4
+SIDE_WEIGHT = 0.5  # each row is its group feature and its identity, L1-normalised
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,15 @@ class Planted:
     offer_group: npt.NDArray[np.int64]
 
     def member_features_of(self, group: int) -> sp.csr_matrix:
-        """A brand-new member described only by the group feature (no identity)."""
+        """A brand-new member described only by the group feature (no identity), at the weight a known
+        member's group feature has (as ``recsys.features`` encodes a row it has no identity for)."""
         n = self.training.member_features.shape[1] if self.training.member_features is not None else 0
-        return sp.csr_matrix(([1.0], ([0], [group])), shape=(1, n), dtype=np.float32)
+        return sp.csr_matrix(([SIDE_WEIGHT], ([0], [group])), shape=(1, n), dtype=np.float32)
 
     def offer_features_of(self, group: int) -> sp.csr_matrix:
-        """A brand-new offer described only by its group feature (no identity)."""
+        """A brand-new offer described only by its group feature (no identity), weighted as above."""
         n = self.training.offer_features.shape[1] if self.training.offer_features is not None else 0
-        return sp.csr_matrix(([1.0], ([0], [group])), shape=(1, n), dtype=np.float32)
+        return sp.csr_matrix(([SIDE_WEIGHT], ([0], [group])), shape=(1, n), dtype=np.float32)
 
     def history_of(self, group: int, seed: int = 1) -> sp.csr_matrix:
         """A member not in training with a few positive responses to their group's offers."""
@@ -49,7 +51,7 @@ def _features(groups: npt.NDArray[np.int64], prefix: str, id_prefix: str) -> tup
     n = len(groups)
     rows = np.concatenate([np.arange(n), np.arange(n)])
     cols = np.concatenate([groups, GROUPS + np.arange(n)])
-    matrix = sp.csr_matrix((np.full(2 * n, 0.5, np.float32), (rows, cols)), shape=(n, GROUPS + n))
+    matrix = sp.csr_matrix((np.full(2 * n, SIDE_WEIGHT, np.float32), (rows, cols)), shape=(n, GROUPS + n))
     names = tuple(f"{prefix}{g}" for g in range(GROUPS)) + tuple(f"{id_prefix}{i}" for i in range(n))
     return matrix, names
 

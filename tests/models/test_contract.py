@@ -158,6 +158,22 @@ def test_lightfm_ranks_a_brand_new_offer_for_its_group(data: Planted, fitted: di
     assert (ids[:, 0] == data.member_group[warm]).mean() >= 0.95
 
 
+def test_lightfm_embeds_an_offer_no_one_responded_to_as_a_brand_new_offer_like_it(
+    data: Planted, fitted: dict[str, Recommender]
+) -> None:
+    """The cold offer's identity was never trained, so it counts as zero, and its group feature keeps the
+    weight it has beside the identity: nothing is scaled up to fill the identity's share."""
+    model = fitted["lightfm"]
+    cold = np.flatnonzero((data.training.interactions > 0).getnnz(axis=0) == 0)
+    assert len(cold) == GROUPS
+    trained = model.offer_embeddings()
+    new = model.offer_embeddings(offer_features=sp.vstack([data.offer_features_of(g) for g in data.offer_group[cold]]))
+    np.testing.assert_allclose(trained.factors[cold], new.factors, rtol=1e-5)
+    np.testing.assert_allclose(trained.bias[cold], new.bias, rtol=1e-5)
+    scaled_up = model.offer_embeddings(offer_features=data.offer_features_of(int(data.offer_group[cold[0]])) * 2)
+    assert not np.allclose(trained.factors[cold[0]], scaled_up.factors[0], rtol=1e-3)
+
+
 def test_lightfm_rejects_features_of_another_space(fitted: dict[str, Recommender]) -> None:
     with pytest.raises(ModelError, match="columns"):
         fitted["lightfm"].offer_embeddings(offer_features=sp.csr_matrix((1, 3), dtype=np.float32))

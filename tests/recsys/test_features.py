@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.errors import DataError
-from recsys.features import CITY_HALF_LIFE_DAYS, FeatureSpace, StayWeighting, fit_features
+from recsys.features import CITY_HALF_LIFE_DAYS, FeatureSpace, StayWeighting, fit_features, trained_part
 from tests.recsys.tiny_loyalty import AS_OF, tiny_data
 
 
@@ -205,6 +205,31 @@ def test_a_known_offer_encodes_as_in_training() -> None:
     data = tiny_data()
     space, _, offers = fit_features(data, until=AS_OF)
     assert (space.encode_offers(data.offers.iloc[::-1]) != offers[::-1]).nnz == 0
+
+
+def test_a_row_without_an_identity_weighs_its_side_features_as_a_known_row_does() -> None:
+    """A new offer or member is normalised as though it carried its identity: the side features weigh what
+    they weigh beside one, and the identity's share is left at its prior, zero."""
+    data = tiny_data()
+    space, members, offers = fit_features(data, until=AS_OF)
+    renamed = data.offers.assign(offer_id=[f"new-{i}" for i in range(len(data.offers))])
+    new = space.encode_offers(renamed)
+    n_side = len(space.offer_side)
+    assert new[:, n_side:].nnz == 0
+    np.testing.assert_allclose(new[:, :n_side].toarray(), offers[:, :n_side].toarray(), rtol=1e-6)
+    identity = offers[:, n_side:].toarray().sum(axis=1)
+    np.testing.assert_allclose(np.asarray(new.sum(axis=1)).ravel(), 1.0 - identity, rtol=1e-6)
+    slim = FeatureSpace.from_json(space.to_json(member_ids=False))
+    kwargs: dict[str, Any] = {"stays": data.stays, "dining": data.dining, "offer_events": data.offer_events}
+    as_new = slim.encode_members(data.members, partner_activity=data.partner_activity, until=AS_OF, **kwargs)
+    n_member_side = len(space.member_side)
+    np.testing.assert_allclose(as_new[:, :n_member_side].toarray(), members[:, :n_member_side].toarray(), rtol=1e-6)
+
+
+def test_trained_part_zeroes_untrained_columns_and_scales_nothing_up() -> None:
+    row = sp.csr_matrix(np.array([[0.25, 0.25, 0.25, 0.25]], dtype=np.float32))
+    kept = trained_part(row, np.array([True, False, True, False]))
+    np.testing.assert_array_equal(kept.toarray(), [[0.25, 0.0, 0.25, 0.0]])
 
 
 def test_a_new_member_encodes_from_profile_and_their_own_behaviour() -> None:
