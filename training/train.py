@@ -267,9 +267,6 @@ def run_training(
     holdout = build_holdout(data_dir, data, weights, holdout_days)
     cut, end = holdout.cut, holdout.end
     echo(f"Holdout: offer responses from {cut:%Y-%m-%d} to {end:%Y-%m-%d}; training on history before.")
-    train_ts, relevant, mask = holdout.train, holdout.relevant, holdout.ineligible
-    oracle = oracle_scores(holdout.tastes, data, train_ts) if holdout.tastes is not None else None
-    kinds = response_kinds(data.offers, train_ts, holdout.tastes)
 
     with mlflow.start_run(run_name=f"train-{family}") as run:
         mlflow.log_params({"family": family, "holdout_days": holdout_days, "k": k, **params})
@@ -277,23 +274,10 @@ def run_training(
         if tune_trials > 0:
             validation = time_validation(data, weights, cut, holdout_days)
             confirmation = time_validation(data, weights, cut - pd.Timedelta(days=holdout_days), holdout_days)
-            params = _tune(family, params, train_ts, tune_trials, k, echo, validation, confirmation)
+            params = _tune(family, params, holdout.train, tune_trials, k, echo, validation, confirmation)
             mlflow.log_params({f"tuned_{key}": value for key, value in params.items()})
-        reports: dict[str, EvaluationReport] = {}
-        started = time.perf_counter()
-        model = _fit(family, params, train_ts, show_progress)
-        fit_s = time.perf_counter() - started
-        reports[family] = evaluate(model, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle, breakdowns=kinds)
-        baseline = _fit(BASELINE, {**default_params(BASELINE), "within_tier": True}, train_ts, False)
-        reports[BASELINE] = evaluate(
-            baseline, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle, breakdowns=kinds
-        )
-        if holdout.tastes is not None:
-            bound = oracle_scores(holdout.tastes, data, train_ts, history_bound=True)
-            reports[HISTORY_ORACLE] = evaluate(
-                bound, train_ts, relevant, k=k, exclude=mask, oracle_scores=oracle, breakdowns=kinds
-            )
-            del bound
+        reports, fit_s = holdout_reports(family, params, holdout, data, k, show_progress)
+        if HISTORY_ORACLE in reports:
             mlflow.log_metric(f"{HISTORY_ORACLE}_ndcg_to_oracle", reports[HISTORY_ORACLE].ndcg_to_oracle)
         metrics = reports[family].as_flat_dict()
         base_metrics = reports[BASELINE].as_flat_dict()
@@ -356,6 +340,32 @@ def run_training(
         plots=plots,
         champion=became_champion,
     )
+
+
+def holdout_reports(
+    family: str, params: dict[str, Any], holdout: Holdout, data: LoyaltyData, k: int, show_progress: bool
+) -> tuple[dict[str, EvaluationReport], float]:
+    """``family`` fitted on the holdout's training side, the popularity baseline and, on synthetic data,
+    ``history_oracle``, each evaluated on the held-out responses beside the oracle; and the model's fit
+    seconds."""
+    train = holdout.train
+    oracle = oracle_scores(holdout.tastes, data, train) if holdout.tastes is not None else None
+    kinds = response_kinds(data.offers, train, holdout.tastes)
+
+    def judged(ranking: Recommender | npt.NDArray[np.float32]) -> EvaluationReport:
+        return evaluate(
+            ranking, train, holdout.relevant, k=k, exclude=holdout.ineligible, oracle_scores=oracle, breakdowns=kinds
+        )
+
+    started = time.perf_counter()
+    model = _fit(family, params, train, show_progress)
+    fit_s = time.perf_counter() - started
+    reports = {family: judged(model)}
+    del model
+    reports[BASELINE] = judged(_fit(BASELINE, {**default_params(BASELINE), "within_tier": True}, train, False))
+    if holdout.tastes is not None:
+        reports[HISTORY_ORACLE] = judged(oracle_scores(holdout.tastes, data, train, history_bound=True))
+    return reports, fit_s
 
 
 def time_validation(data: LoyaltyData, weights: InteractionWeights, cut: pd.Timestamp, days: int) -> Validation:
